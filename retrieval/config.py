@@ -1,0 +1,105 @@
+"""All settings in one typed place. Every default is documented where it is declared."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import FusionrecError
+
+
+def default_home() -> Path:
+    """Where stores, caches and reports live unless configured: $FUSIONREC_HOME or ~/.fusionrec."""
+    return Path(os.environ.get("FUSIONREC_HOME", "~/.fusionrec")).expanduser()
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    text: str = "minilm"  # registered text encoder; the packaged all-MiniLM-L6-v2
+    image: str = "efficientnet-lite0"  # "efficientnet-lite0" (packaged) or "open-clip"
+    audio: str = "yamnet"  # "yamnet" (packaged ONNX) or "clap" (needs hub/local weights)
+    clip_model: str = "ViT-B-32"  # open_clip architecture, used when image == "open-clip"
+    clip_weights: str | None = None  # local open_clip weights file (.safetensors/.pt)
+    clap_model: str | None = None  # hub id or local folder of a transformers ClapModel
+    device: str = "cpu"  # torch device for encoders: "cpu" or "cuda"
+    batch_size: int = 32  # items per encoder forward pass
+    num_threads: int = 2  # torch/onnxruntime intra-op threads; 1-2 is fastest on small CPUs
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str | None = None  # PersistentClient folder; None = <home>/store
+    host: str | None = None  # set to use chromadb.HttpClient against `chroma run` instead
+    port: int = 8000  # HttpClient port
+    collection_prefix: str = "fusionrec"  # collections are <prefix>-<modality>
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    text: float = 1.0  # weight of the text cosine in the fused score
+    image: float = 0.5  # weight of the image cosine
+    audio: float = 0.5  # weight of the audio cosine
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    n_candidates: int = 50  # candidates handed to the re-ranker
+    recency_half_life: float = 20.0  # profile weight halves every this many interactions back
+    negative_weight: float = 0.5  # how hard disliked items push a profile away
+    like_threshold: float = 4.0  # ratings >= this count as likes when building profiles
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    model: str = "qwen2.5-coder-1.5b"  # packaged name, hub id or local folder
+    backend: str = "transformers"  # "transformers" or "openai" (HTTP endpoint)
+    device: str | None = None  # None = cuda if available else cpu
+    quantization: str = "auto"  # "auto" (nf4 on cuda, bf16 on cpu), "nf4", "int8", "none"
+    cache_dir: str | None = None  # converted-weights cache; None = <home>/models
+    time_budget_s: float = 15.0  # re-rank budget per request; past it the retriever order stands
+    num_threads: int = 2  # torch threads on CPU
+    endpoint: str | None = None  # base URL for backend == "openai"
+
+
+@dataclass(frozen=True)
+class FusionrecConfig:
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FusionrecConfig:
+        """Build from nested dicts; unknown sections or keys raise, listing the valid ones."""
+        kwargs: dict[str, Any] = {}
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        for name, values in data.items():
+            if name not in sections:
+                raise FusionrecError(
+                    f"unknown config section [{name}]; valid: {', '.join(sorted(sections))}"
+                )
+            sub = sections[name].default_factory()  # type: ignore[misc]
+            valid = {f.name for f in dataclasses.fields(sub)}
+            bad = set(values) - valid
+            if bad:
+                raise FusionrecError(
+                    f"unknown key(s) {sorted(bad)} in [{name}]; valid: {', '.join(sorted(valid))}"
+                )
+            kwargs[name] = dataclasses.replace(sub, **values)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> FusionrecConfig:
+        with Path(path).expanduser().open("rb") as fh:
+            return cls.from_dict(tomllib.load(fh))
+
+    def store_path(self) -> Path:
+        return Path(self.store.path).expanduser() if self.store.path else default_home() / "store"
+
+    def model_cache(self) -> Path:
+        return Path(self.llm.cache_dir).expanduser() if self.llm.cache_dir else default_home() / "models"

@@ -1,0 +1,273 @@
+"""Catalogue ingest: encode every modality present and upsert by id, resumably.
+
+An item counts as done only once its `text` record carries the content hash, and that
+record is written last for each batch, so an interrupted run redoes at most one batch.
+Items whose image/audio failed go in without that modality, are reported, and are
+retried on the next run (their hash is not recorded as complete).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.catalogue import Item, RowError, read_catalogue
+from retrieval.encoders.base import Encoder
+from retrieval.store import VectorStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did; `failed` has one entry per bad row or bad field."""
+
+    added: int = 0
+    updated: int = 0
+    skipped: int = 0
+    failed: list[RowError] = field(default_factory=list)
+
+    @property
+    def ingested(self) -> int:
+        return self.added + self.updated + self.skipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "failed": [e.to_dict() for e in self.failed],
+        }
+
+    def summary(self) -> str:
+        return (
+            f"added {self.added}, updated {self.updated}, skipped {self.skipped} unchanged, "
+            f"{len(self.failed)} problem(s)"
+        )
+
+
+@dataclass
+class Encoders:
+    """The encoders one store is built with. `image`/`audio` may be None (modality ignored)."""
+
+    text: Encoder
+    image: Encoder | None = None
+    audio: Encoder | None = None
+    _bridges: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Encoders:
+        """Build the set an `EncoderConfig` names; image/audio "none" disables a modality."""
+        from retrieval.encoders import create_encoder
+
+        common = {"device": cfg.device, "num_threads": cfg.num_threads}
+        image = audio = None
+        if cfg.image == "open-clip":
+            image = create_encoder("open-clip", model=cfg.clip_model, weights=cfg.clip_weights, **common)
+        elif cfg.image != "none":
+            image = create_encoder(cfg.image, **common)
+        if cfg.audio == "clap":
+            audio = create_encoder("clap", model=cfg.clap_model, **common)
+        elif cfg.audio != "none":
+            audio = create_encoder(cfg.audio, **common)
+        return cls(text=create_encoder(cfg.text, **common), image=image, audio=audio)
+
+    def bridge(self, modality: str) -> Any | None:
+        """Label bridge into text space for a labelled image/audio encoder, else None."""
+        enc = getattr(self, modality)
+        if enc is None or not hasattr(enc, "labels"):
+            return None
+        if modality not in self._bridges:
+            from retrieval.bridge import LabelBridge
+
+            self._bridges[modality] = LabelBridge(self.text, list(enc.labels))
+        return self._bridges[modality]
+
+    def signature(self) -> dict[str, Any]:
+        """Identity of every encoder; part of each item's content hash."""
+        return {
+            m: (e.get_config() if e is not None else None)
+            for m, e in (("text", self.text), ("image", self.image), ("audio", self.audio))
+        }
+
+
+def _file_digest(path: str | None) -> str:
+    if not path or "://" in path:
+        return str(path)
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+    except OSError as e:
+        return f"unreadable:{e.errno}"
+
+
+def content_hash(item: Item, signature: dict[str, Any]) -> str:
+    """Changes whenever the item's text, media bytes or the encoders change."""
+    payload = {
+        "item": dataclasses.asdict(item) | {"image": _file_digest(item.image), "audio": _file_digest(item.audio)},
+        "encoders": signature,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def item_metadata(item: Item) -> dict[str, Any]:
+    """Metadata stored beside every vector: enough to rebuild the Item from the store."""
+    return {
+        "title": item.title,
+        "tags": json.dumps(list(item.tags), ensure_ascii=False),
+        "item": json.dumps(dataclasses.asdict(item), ensure_ascii=False, default=str),
+    }
+
+
+def _load_media(
+    items: Sequence[Item], modality: str, loader: Callable[[str], Any], failed: list[RowError]
+) -> tuple[list[Item], list[Any]]:
+    """Decode each item's file one by one so a bad file is reported by id and path."""
+    ok_items: list[Item] = []
+    loaded: list[Any] = []
+    for item in items:
+        path = getattr(item, modality)
+        if not path:
+            continue
+        try:
+            loaded.append(loader(path))
+            ok_items.append(item)
+        except (ValueError, OSError) as e:
+            failed.append(RowError(item.id, modality, f"{path}: {e}"))
+    return ok_items, loaded
+
+
+def _encode_media(
+    store: VectorStore, encoders: Encoders, modality: str, items: Sequence[Item], loaded: list[Any], batch_size: int
+) -> dict[str, list[tuple[str, float]]]:
+    """Encode and upsert one modality (+ its text-space bridge). Returns top labels per id."""
+    if not items:
+        return {}
+    from retrieval.encoders.base import top_labels
+
+    enc = getattr(encoders, modality)
+    bridge = encoders.bridge(modality)
+    metas = [item_metadata(i) for i in items]
+    ids = [i.id for i in items]
+    tags: dict[str, list[tuple[str, float]]] = {}
+    if bridge is not None:
+        vecs, probs = enc.encode_with_labels(loaded, batch_size=batch_size)
+        for item, labels in zip(items, top_labels(probs, list(enc.labels), k=5), strict=True):
+            tags[item.id] = labels
+        metas = [m | {f"{modality}_tags": json.dumps(tags[i])} for m, i in zip(metas, ids, strict=True)]
+        store.upsert(
+            f"{modality}-text",
+            ids,
+            bridge.project(probs),
+            metas,
+            encoder_config={"bridge": enc.get_config(), "text": encoders.text.get_config()},
+        )
+    else:
+        vecs = enc.encode(loaded, batch_size=batch_size)
+    store.upsert(modality, ids, vecs, metas, encoder_config=enc.get_config())
+    return tags
+
+
+def _media_loader(modality: str) -> Callable[[str], Any]:
+    if modality == "image":
+        from retrieval.encoders.image import load_image
+
+        return load_image
+    from retrieval.encoders.audio import load_audio
+
+    return load_audio
+
+
+def ingest_items(
+    items: Iterable[Item],
+    store: VectorStore,
+    encoders: Encoders,
+    *,
+    batch_size: int = 32,
+    show_progress: bool = False,
+    failed: list[RowError] | None = None,
+) -> IngestReport:
+    """Encode and upsert `items`; unchanged items are skipped, so re-running resumes."""
+    items = list(items)
+    report = IngestReport(failed=list(failed or []))
+    signature = encoders.signature()
+    hashes = {i.id: content_hash(i, signature) for i in items}
+    existing: dict[str, str] = {}
+    if items:
+        ids, _, metas = store.get("text", [i.id for i in items], include_vectors=False)
+        existing = {i: m.get("hash", "") for i, m in zip(ids, metas, strict=True)}
+    todo = [i for i in items if existing.get(i.id) != hashes[i.id]]
+    report.skipped = len(items) - len(todo)
+    bar = None
+    if show_progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), unit="item", desc="ingest")
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        batch_failed: list[RowError] = []
+        media_tags: dict[str, dict[str, Any]] = {i.id: {} for i in batch}
+        for modality in ("image", "audio"):
+            if getattr(encoders, modality) is None:
+                continue
+            ok, loaded = _load_media(batch, modality, _media_loader(modality), batch_failed)
+            try:
+                tags = _encode_media(store, encoders, modality, ok, loaded, batch_size)
+            except ValueError as e:  # a decode problem only visible inside the model
+                batch_failed.extend(RowError(i.id, modality, str(e)) for i in ok)
+                continue
+            for item_id, labels in tags.items():
+                media_tags[item_id][f"{modality}_tags"] = json.dumps(labels)
+        failed_ids = {e.id for e in batch_failed}
+        texts = [i.text() for i in batch]
+        vecs = encoders.text.encode(texts, batch_size=batch_size)
+        metas = [
+            item_metadata(i)
+            | media_tags[i.id]
+            | {"hash": "" if i.id in failed_ids else hashes[i.id], "has_image": bool(i.image), "has_audio": bool(i.audio)}
+            for i in batch
+        ]
+        store.upsert("text", [i.id for i in batch], vecs, metas, encoder_config=encoders.text.get_config())
+        for item in batch:
+            if item.id in existing:
+                report.updated += 1
+            else:
+                report.added += 1
+        report.failed.extend(batch_failed)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return report
+
+
+def ingest_catalogue(
+    path: str | Path, store: VectorStore, encoders: Encoders, *, batch_size: int = 32, show_progress: bool = False
+) -> IngestReport:
+    """Read a catalogue file and ingest every good row; bad rows land in the report."""
+    items, errors = read_catalogue(path)
+    return ingest_items(items, store, encoders, batch_size=batch_size, show_progress=show_progress, failed=errors)
+
+
+def items_from_store(store: VectorStore) -> dict[str, Item]:
+    """Rebuild the catalogue from the store's metadata, so the agent needs no source file."""
+    ids, _, metas = store.get("text", include_vectors=False)
+    out: dict[str, Item] = {}
+    for item_id, meta in zip(ids, metas, strict=True):
+        raw = json.loads(meta["item"])
+        raw["tags"] = tuple(raw.get("tags") or ())
+        out[item_id] = Item(**raw)
+    return out
+
+
+def stored_vectors(store: VectorStore, space: str) -> tuple[list[str], np.ndarray]:
+    """All `(ids, (n, dim) float32)` of one space, for exact scoring and profiles."""
+    ids, vecs, _ = store.get(space)
+    return ids, vecs

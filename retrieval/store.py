@@ -1,0 +1,202 @@
+"""The Chroma vector store: the only module that imports chromadb.
+
+One collection per vector space (`text`, `image`, `audio`, and the label-bridged
+`image-text` / `audio-text`). Each collection records the encoder config that made its
+vectors; writing or querying with a different encoder raises instead of mixing spaces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retrieval.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+SPACES = ("text", "image", "audio", "image-text", "audio-text")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One query result: cosine similarity (1 - Chroma's cosine distance) and item metadata."""
+
+    id: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False, allow_reset=False)
+
+
+def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """Chroma metadata values must be str/int/float/bool; lists and dicts become JSON."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, bool, int, float)):
+            out[key] = value
+        else:
+            out[key] = json.dumps(value, ensure_ascii=False, default=str)
+    return out
+
+
+class VectorStore:
+    """Per-space Chroma collections keyed by item id.
+
+    Args:
+        client: a chromadb client (PersistentClient or HttpClient).
+        prefix: collection names are `<prefix>-<space>`.
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "fusionrec") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._collections: dict[str, Any] = {}
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        host: str | None = None,
+        port: int = 8000,
+        prefix: str = "fusionrec",
+    ) -> VectorStore:
+        """Embedded store at `path`, or a `chroma run` server when `host` is given."""
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+        import chromadb
+
+        try:
+            if host:
+                client = chromadb.HttpClient(host=host, port=port, settings=_settings())
+                client.heartbeat()
+            else:
+                if path is None:
+                    raise StoreError("a store path is required when no host is configured")
+                Path(path).expanduser().mkdir(parents=True, exist_ok=True)
+                client = chromadb.PersistentClient(path=str(Path(path).expanduser()), settings=_settings())
+        except StoreError:
+            raise
+        except Exception as e:
+            where = f"{host}:{port}" if host else str(path)
+            raise StoreError(f"cannot open vector store at {where}: {e}") from e
+        return cls(client, prefix=prefix)
+
+    @classmethod
+    def from_config(cls, config: Any) -> VectorStore:
+        """Open the store a `FusionrecConfig` describes."""
+        return cls.open(
+            config.store_path(),
+            host=config.store.host,
+            port=config.store.port,
+            prefix=config.store.collection_prefix,
+        )
+
+    def _name(self, space: str) -> str:
+        if space not in SPACES:
+            raise StoreError(f"unknown vector space '{space}'; valid: {', '.join(SPACES)}")
+        return f"{self._prefix}-{space}"
+
+    def collection(self, space: str, encoder_config: dict[str, Any] | None = None) -> Any:
+        """Get or create a space's collection; check that `encoder_config` matches its own."""
+        name = self._name(space)
+        col = self._collections.get(name)
+        if col is None:
+            meta = {"hnsw:space": "cosine"}
+            if encoder_config is not None:
+                meta["encoder"] = json.dumps(encoder_config, sort_keys=True)
+            col = self._client.get_or_create_collection(name, embedding_function=None, metadata=meta)
+            self._collections[name] = col
+        if encoder_config is not None:
+            stored = (col.metadata or {}).get("encoder")
+            wanted = json.dumps(encoder_config, sort_keys=True)
+            if stored and stored != wanted:
+                raise StoreError(
+                    f"collection '{name}' was built with encoder {stored}, not {wanted}; "
+                    "use a new store path or re-ingest with the original encoder"
+                )
+        return col
+
+    def has(self, space: str) -> bool:
+        return self._name(space) in {c.name for c in self._client.list_collections()}
+
+    def count(self, space: str) -> int:
+        return self.collection(space).count() if self.has(space) else 0
+
+    def upsert(
+        self,
+        space: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        metadatas: Sequence[dict[str, Any]],
+        *,
+        encoder_config: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert or replace vectors by id. `vectors` is `(n, dim)` float32, L2-normalised."""
+        if len(ids) == 0:
+            return
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids) or len(metadatas) != len(ids):
+            raise StoreError(f"upsert to '{space}': {len(ids)} ids, vectors {vectors.shape}, {len(metadatas)} metadatas")
+        col = self.collection(space, encoder_config)
+        col.upsert(ids=list(ids), embeddings=vectors, metadatas=[_clean_meta(m) for m in metadatas])
+
+    def get(
+        self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
+    ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Stored ids, `(n, dim)` float32 vectors (empty if not requested) and metadatas."""
+        if not self.has(space):
+            return [], np.zeros((0, 0), np.float32), []
+        include = ["metadatas", "embeddings"] if include_vectors else ["metadatas"]
+        res = self.collection(space).get(ids=list(ids) if ids is not None else None, include=include)
+        vecs = res.get("embeddings")
+        arr = np.asarray(vecs, dtype=np.float32) if vecs is not None and len(vecs) else np.zeros((0, 0), np.float32)
+        return list(res["ids"]), arr, [dict(m or {}) for m in res["metadatas"]]
+
+    def query(
+        self,
+        space: str,
+        vectors: np.ndarray,
+        *,
+        n: int = 50,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[list[Hit]]:
+        """Nearest items per query vector; `exclude_ids` never appear (over-fetch then filter)."""
+        if not self.has(space):
+            return [[] for _ in range(len(np.atleast_2d(vectors)))]
+        col = self.collection(space)
+        total = col.count()
+        excluded = set(exclude_ids)
+        k = min(total, n + len(excluded))
+        if k == 0:
+            return [[] for _ in range(len(np.atleast_2d(vectors)))]
+        res = col.query(
+            query_embeddings=np.atleast_2d(np.asarray(vectors, dtype=np.float32)),
+            n_results=k,
+            include=["metadatas", "distances"],
+        )
+        out: list[list[Hit]] = []
+        for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
+            hits = [
+                Hit(i, 1.0 - float(d), dict(m or {}))
+                for i, d, m in zip(ids, dists, metas, strict=True)
+                if i not in excluded
+            ]
+            out.append(hits[:n])
+        return out
+
+    def delete(self, space: str, ids: Sequence[str]) -> None:
+        if self.has(space) and ids:
+            self.collection(space).delete(ids=list(ids))
