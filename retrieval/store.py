@@ -151,7 +151,8 @@ class VectorStore:
         if vectors.ndim != 2 or vectors.shape[0] != len(ids) or len(metadatas) != len(ids):
             raise StoreError(f"upsert to '{space}': {len(ids)} ids, vectors {vectors.shape}, {len(metadatas)} metadatas")
         col = self.collection(space, encoder_config)
-        col.upsert(ids=list(ids), embeddings=vectors, metadatas=[_clean_meta(m) for m in metadatas])
+        metas = [_clean_meta(m) | {"id": i} for i, m in zip(ids, metadatas, strict=True)]  # never empty
+        col.upsert(ids=list(ids), embeddings=vectors, metadatas=metas)
 
     def get(
         self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True

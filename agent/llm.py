@@ -1,0 +1,375 @@
+"""Local LLM loading and the few operations the agent needs: generate, stream, score.
+
+`load_llm(name, *, backend=...)` accepts a packaged name (`qwen2.5-coder-1.5b`, the default,
+or `smollm2-135m`; see `agent.llm_weights`), a local model folder, a local `.gguf` file, or a
+Hugging Face model id already in the local cache (nothing is downloaded at run time).
+
+Precision: on CUDA 4-bit NF4 through bitsandbytes by default ("int8" or "none" by config);
+on CPU bf16 weights by default. Measured on the 2-core AVX2 CPU here (no AVX512-BF16) with the
+1.5B model, bf16 and fp32 run at close to the same speed while bf16 holds half the memory
+(3.1 GB vs 6.2 GB): see docs/llm.md for the numbers and `bench/rerank.py --dtype` to re-measure.
+
+Backends live in `BACKENDS`, a registry of loader functions that import their heavy
+libraries only when called.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.llm_weights import PACKAGED, ensure_converted
+from retrieval.config import default_home
+from retrieval.errors import MissingDependencyError, ModelLoadError, UnknownBackendError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LLM = "qwen2.5-coder-1.5b"
+QUANTIZATIONS = ("auto", "nf4", "int8", "none")
+CPU_DEFAULT_DTYPE = "bfloat16"  # measured: same speed as float32 on this CPU, half the memory
+
+
+@dataclass(frozen=True)
+class NextTokenScores:
+    """Next-token log-probabilities after `prefix + suffix` for each suffix.
+
+    Attributes:
+        logprobs: `(n_suffixes, vocab)` float32 log-softmax of the next-token logits (CPU tensor).
+        prefix_tokens: tokens in the shared prefix (computed once).
+        suffix_tokens: real (unpadded) suffix tokens over all suffixes.
+        computed_tokens: positions actually run through the model, padding included.
+    """
+
+    logprobs: Any
+    prefix_tokens: int
+    suffix_tokens: int
+    computed_tokens: int
+
+
+class LLM:
+    """A loaded causal LM with its tokenizer (transformers backend).
+
+    Attributes:
+        model: the `transformers` causal LM, in eval mode.
+        tokenizer: its tokenizer (with a chat template when the model has one).
+        name: what it was loaded as.
+        device: "cpu" or "cuda[:n]".
+        precision: "bfloat16", "float32", "nf4" or "int8".
+    """
+
+    backend = "transformers"
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, device: str, precision: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+        self.precision = precision
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    def __repr__(self) -> str:
+        return f"LLM(name={self.name!r}, device={self.device!r}, precision={self.precision!r})"
+
+    def chat_text(self, user: str, *, system: str | None = None) -> str:
+        """The full prompt text for one user turn, ending where the assistant's answer starts."""
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user}
+        ]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens `text` encodes to (no special tokens added)."""
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def _inputs(self, prompt: str, system: str | None, chat: bool) -> Any:
+        text = self.chat_text(prompt, system=system) if chat else prompt
+        return self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.model.device)
+
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": temperature > 0,
+        }
+        if temperature > 0:
+            kw["temperature"] = temperature
+        else:  # greedy: silence generation_config's sampling defaults
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 128,
+        system: str | None = None,
+        chat: bool = True,
+        temperature: float = 0.0,
+    ) -> str:
+        """Generate a completion (greedy unless `temperature > 0`).
+
+        Args:
+            prompt: the user message (or raw text when `chat=False`).
+            max_new_tokens: cap on generated tokens.
+            system: optional system message.
+            chat: wrap `prompt` in the model's chat template.
+            temperature: 0 for greedy decoding.
+
+        Returns:
+            The generated text only, special tokens removed.
+        """
+        import torch
+
+        inputs = self._inputs(prompt, system, chat)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, temperature))
+        new = out[0, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True)
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_new_tokens: int = 128,
+        system: str | None = None,
+        chat: bool = True,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
+        """Like `generate`, but yields text pieces as they are produced."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        inputs = self._inputs(prompt, system, chat)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {**inputs, **self._generate_kwargs(max_new_tokens, temperature), "streamer": streamer}
+
+        def run() -> None:
+            with torch.inference_mode():
+                self.model.generate(**kwargs)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield from (piece for piece in streamer if piece)
+        finally:
+            thread.join()
+
+    def first_token_ids(self, words: Sequence[str]) -> list[int]:
+        """Distinct first-token ids of each word (as the answer would start), e.g. "Yes", " Yes"."""
+        ids: list[int] = []
+        for w in words:
+            toks = self.tokenizer(w, add_special_tokens=False).input_ids
+            if toks and toks[0] not in ids:
+                ids.append(toks[0])
+        return ids
+
+    def next_token_logprobs(
+        self, prefix: str, suffixes: Sequence[str], *, batch_size: int = 8
+    ) -> NextTokenScores:
+        """Next-token log-probs after `prefix + s` for every `s`, running the prefix ONCE.
+
+        The prefix's KV cache is computed in one forward pass and copied (not recomputed) into
+        each batch of suffixes. Suffixes are left-padded *between* prefix and suffix (masked,
+        with explicit position ids), so each row's last position is its real last token and
+        only that position goes through the LM head.
+
+        Args:
+            prefix: text shared by every prompt (tokenised on its own: end it at a clean boundary
+                such as a newline).
+            suffixes: the per-candidate continuations; each must encode to at least one token.
+            batch_size: suffixes per forward pass.
+
+        Returns:
+            NextTokenScores with `(len(suffixes), vocab)` float32 log-probs.
+        """
+        import torch
+
+        tok, dev = self.tokenizer, self.model.device
+        pre = tok(prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(dev)
+        n_pre = pre.shape[1]
+        encoded = [tok(s, add_special_tokens=False).input_ids for s in suffixes]
+        if any(not e for e in encoded):
+            raise ValueError("every suffix must encode to at least one token")
+        out_rows: list[torch.Tensor] = []
+        computed = n_pre
+        with torch.inference_mode():
+            cache = self.model(input_ids=pre, use_cache=True).past_key_values if n_pre else None
+            for start in range(0, len(encoded), batch_size):
+                chunk = encoded[start : start + batch_size]
+                b, width = len(chunk), max(len(e) for e in chunk)
+                ids = torch.full((b, width), tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((b, n_pre + width), dtype=torch.long)
+                mask[:, :n_pre] = 1
+                pos = torch.full((b, width), n_pre, dtype=torch.long)
+                for i, e in enumerate(chunk):
+                    ids[i, width - len(e) :] = torch.tensor(e)
+                    mask[i, n_pre + width - len(e) :] = 1
+                    pos[i, width - len(e) :] = torch.arange(n_pre, n_pre + len(e))
+                kv = None
+                if cache is not None:
+                    kv = copy.deepcopy(cache)
+                    kv.batch_repeat_interleave(b)
+                logits = self.model(
+                    input_ids=ids.to(dev),
+                    attention_mask=mask.to(dev),
+                    position_ids=pos.to(dev),
+                    past_key_values=kv,
+                    use_cache=kv is not None,
+                    logits_to_keep=1,
+                ).logits[:, -1, :]
+                out_rows.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+                computed += b * width
+        return NextTokenScores(
+            logprobs=torch.cat(out_rows) if out_rows else torch.empty(0),
+            prefix_tokens=n_pre,
+            suffix_tokens=sum(len(e) for e in encoded),
+            computed_tokens=computed,
+        )
+
+
+def _resolve_device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device '{device}' requested but CUDA is not available; use device='cpu'")
+    return device
+
+
+def _source(name: str, cache_dir: str | Path | None) -> tuple[str, dict[str, Any]]:
+    """Where from_pretrained should read: (path or id, extra kwargs such as gguf_file)."""
+    if name in PACKAGED:
+        cache = Path(cache_dir).expanduser() if cache_dir else default_home() / "models"
+        return str(ensure_converted(PACKAGED[name], cache)), {}
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir():
+        return str(path), {}
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"model path not found: {path}")
+    return name, {}  # a hub id: resolved from the local HF cache only (offline)
+
+
+def _load_transformers(
+    name: str,
+    *,
+    device: str | None,
+    quantization: str,
+    cache_dir: str | Path | None,
+    num_threads: int,
+    dtype: str | None,
+) -> LLM:
+    for module in ("torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError(
+                f"'{module}' is not installed; install it with: pip install 'fusionrec[llm]'"
+            )
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = _resolve_device(device)
+    if dev == "cpu":
+        torch.set_num_threads(num_threads)
+    quant = ("nf4" if dev.startswith("cuda") else "none") if quantization == "auto" else quantization
+    source, extra = _source(name, cache_dir)
+    kwargs: dict[str, Any] = dict(extra)
+    if quant in ("nf4", "int8"):
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise MissingDependencyError(
+                "quantization needs bitsandbytes; install it with: pip install 'fusionrec[llm]'"
+            )
+        if "gguf_file" in kwargs:
+            raise ModelLoadError("a .gguf file cannot be re-quantized; use quantization='none'")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch.bfloat16,
+                bnb_4bit_use_double_quant=True,
+            )
+            if quant == "nf4"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        kwargs["device_map"] = {"": dev}
+        precision = quant
+    else:
+        precision = dtype or ("bfloat16" if dev.startswith("cuda") else CPU_DEFAULT_DTYPE)
+    kwargs["dtype"] = getattr(torch, precision) if precision in ("bfloat16", "float32", "float16") else torch.bfloat16
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise ModelLoadError(
+            f"cannot load LLM '{name}': not a packaged name ({', '.join(PACKAGED)}), not a local "
+            f"folder, and not in the local Hugging Face cache (nothing is downloaded): {e}"
+        ) from e
+    if "quantization_config" not in kwargs:
+        model.to(dev)
+    model.eval()
+    logger.info("loaded LLM %s on %s (%s)", name, dev, precision)
+    return LLM(model, tokenizer, name=name, device=dev, precision=precision)
+
+
+BACKENDS: dict[str, Callable[..., LLM]] = {"transformers": _load_transformers}
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(name: str, backend: str, device: str | None, quantization: str,
+                 cache_dir: str | None, num_threads: int, dtype: str | None) -> LLM:
+    return BACKENDS[backend](
+        name, device=device, quantization=quantization, cache_dir=cache_dir,
+        num_threads=num_threads, dtype=dtype,
+    )
+
+
+def load_llm(
+    name: str = DEFAULT_LLM,
+    *,
+    backend: str = "transformers",
+    device: str | None = None,
+    quantization: str = "auto",
+    cache_dir: str | Path | None = None,
+    num_threads: int = 2,
+    dtype: str | None = None,
+) -> LLM:
+    """Load (once per process per arguments) an instruction-tuned causal LM.
+
+    Args:
+        name: packaged name (`qwen2.5-coder-1.5b`, `smollm2-135m`), local folder, local `.gguf`
+            file, or a Hugging Face id present in the local cache.
+        backend: key of `BACKENDS`.
+        device: "cpu", "cuda", "cuda:1"; None picks CUDA when available.
+        quantization: "auto" (NF4 on CUDA, none on CPU), "nf4", "int8" or "none".
+        cache_dir: where packaged GGUFs are converted to; None = `<home>/models`.
+        num_threads: torch intra-op threads on CPU.
+        dtype: "bfloat16" or "float32" when not quantized; None = bf16 (see module doc).
+
+    Raises:
+        UnknownBackendError: `backend` is not registered (the message lists the valid ones).
+        ValueError: unknown `quantization`.
+        ModelLoadError: weights missing (the message names the install command), tampered
+            (SHA-256 mismatch) or unreadable.
+        MissingDependencyError: torch/transformers/bitsandbytes missing.
+    """
+    if backend not in BACKENDS:
+        raise UnknownBackendError(f"unknown LLM backend '{backend}'; valid: {', '.join(sorted(BACKENDS))}")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization '{quantization}'; valid: {', '.join(QUANTIZATIONS)}")
+    if dtype not in (None, "bfloat16", "float32", "float16"):
+        raise ValueError(f"unknown dtype '{dtype}'; valid: bfloat16, float32, float16")
+    return _load_cached(name, backend, device, quantization,
+                        str(cache_dir) if cache_dir is not None else None, num_threads, dtype)

@@ -1,0 +1,81 @@
+"""Score fusion as pure numpy, built so every score decomposes exactly into its parts.
+
+Content score of an item for a user = sum over modalities m of w_m * cos(p_m, v_m), where
+p_m = sum_h a_h v_m(h) / ||sum_h a_h v_m(h)|| is the user's profile in modality m and the
+weights w_m are renormalised over the modalities both sides have. Because p_m is a linear
+combination of history vectors, cos(p_m, v_m) splits into one term per history item h:
+w_m * a_h * (v_m(h) . v_m) / ||sum_h a_h v_m(h)||. Those terms are what explanations cite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+def renormalise(weights: Mapping[str, float], present: Sequence[str]) -> dict[str, float]:
+    """Weights of the `present` modalities scaled to sum to 1 (missing modalities drop out)."""
+    kept = {m: max(0.0, float(weights.get(m, 0.0))) for m in present}
+    total = sum(kept.values())
+    return {m: w / total for m, w in kept.items()} if total > 0 else {}
+
+
+def profile_vector(vectors: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weighted sum of history vectors and its norm.
+
+    Args:
+        vectors: `(h, dim)` float32, L2-normalised history item vectors.
+        weights: `(h,)` history weights a_h (negative for dislikes).
+
+    Returns:
+        The unnormalised profile `(dim,)` float32 and its L2 norm (0 for an empty history).
+    """
+    if len(vectors) == 0:
+        return np.zeros(vectors.shape[1] if vectors.ndim == 2 else 0, np.float32), 0.0
+    raw = (np.asarray(weights, np.float32)[:, None] * vectors).sum(0)
+    return raw.astype(np.float32), float(np.linalg.norm(raw))
+
+
+def history_contributions(
+    history_vectors: np.ndarray, history_weights: np.ndarray, item_vector: np.ndarray, modality_weight: float
+) -> np.ndarray:
+    """Exact per-history-item terms of `modality_weight * cos(profile, item)`.
+
+    Returns:
+        `(h,)` float64 terms whose sum equals the modality's weighted cosine.
+    """
+    _, norm = profile_vector(history_vectors, history_weights)
+    if norm == 0.0:
+        return np.zeros(len(history_vectors))
+    sims = history_vectors.astype(np.float64) @ item_vector.astype(np.float64)
+    return modality_weight * np.asarray(history_weights, np.float64) * sims / norm
+
+
+def minmax(scores: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] within one request; constant inputs map to 0."""
+    s = np.asarray(scores, np.float64)
+    if s.size == 0:
+        return s
+    lo, hi = float(s.min()), float(s.max())
+    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+
+
+def weighted_fusion(score_lists: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """Sum of min-max-normalised score arrays (all `(n,)` over the same items) times weights."""
+    out: np.ndarray | None = None
+    for name, scores in score_lists.items():
+        term = weights.get(name, 0.0) * minmax(scores)
+        out = term if out is None else out + term
+    return out if out is not None else np.zeros(0)
+
+
+def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[str]], *, k: int = 60,
+                           weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    """RRF: score(i) = sum_r w_r / (k + rank_r(i)), ranks 1-based; robust to score scales."""
+    fused: dict[str, float] = {}
+    for name, ids in rankings.items():
+        w = 1.0 if weights is None else weights.get(name, 0.0)
+        for rank, item_id in enumerate(ids, start=1):
+            fused[item_id] = fused.get(item_id, 0.0) + w / (k + rank)
+    return fused
