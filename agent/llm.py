@@ -174,7 +174,12 @@ class LLM:
         return ids
 
     def next_token_logprobs(
-        self, prefix: str, suffixes: Sequence[str], *, batch_size: int = 8
+        self,
+        prefix: str,
+        suffixes: Sequence[str],
+        *,
+        batch_size: int = 8,
+        on_batch: Callable[[int], None] | None = None,
     ) -> NextTokenScores:
         """Next-token log-probs after `prefix + s` for every `s`, running the prefix ONCE.
 
@@ -188,6 +193,8 @@ class LLM:
                 such as a newline).
             suffixes: the per-candidate continuations; each must encode to at least one token.
             batch_size: suffixes per forward pass.
+            on_batch: called with the number of suffixes done after each batch; it may raise to
+                stop early (the re-ranker's time budget does).
 
         Returns:
             NextTokenScores with `(len(suffixes), vocab)` float32 log-probs.
@@ -229,6 +236,8 @@ class LLM:
                 ).logits[:, -1, :]
                 out_rows.append(torch.log_softmax(logits.float(), dim=-1).cpu())
                 computed += b * width
+                if on_batch is not None:
+                    on_batch(start + b)
         return NextTokenScores(
             logprobs=torch.cat(out_rows) if out_rows else torch.empty(0),
             prefix_tokens=n_pre,

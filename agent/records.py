@@ -21,6 +21,7 @@ class HistoryLink:
     modality: str
     cosine: float
     contribution: float
+    rating: float | None = None  # the user's rating of `item_id`, when known
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Evidence:
     matched_tags: list[str] = field(default_factory=list)
     item_tags: list[str] = field(default_factory=list)  # tags, genres, image/sound labels
     request: str | None = None
+    request_score: float | None = None  # cosine of the request with the item (best text space)
+    labels: dict[str, list[str]] = field(default_factory=dict)  # "image"/"audio" -> item's labels
+    disliked_tags: list[str] = field(default_factory=list)  # item tags the user tends to dislike
+    rank: int | None = None  # position in the user's current recommendations; None = not listed
     retriever_score: float | None = None
     llm_score: float | None = None
     sources: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,265 @@
+"""Faithfulness check: every title, tag, label, number and modality claim must be in the evidence.
+
+Rules (the first one that fails gives the reason):
+
+1. Catalogue titles: any catalogue title the text names must belong to the evidence (the item,
+   a history item, a co-liked item). Matched case-sensitively on word boundaries, with and
+   without the year and with a trailing article moved to the front ("Godfather, The (1972)"
+   also matches "The Godfather"); a one-word title at the start of a sentence is ignored.
+2. Quoted strings must be an evidence title, tag, label or the request.
+3. Capitalised title-like spans of two or more words ("Blade Runner", "Return of the Jedi")
+   must occur in an evidence string; leading sentence words ("Because", "Like") are dropped.
+4. Tags/genres from the catalogue vocabulary must be the item's tags or matched tags.
+5. Numbers (digits, and "two" ... "twelve") must occur in the rendered evidence.
+6. Modality claims ("looks like", "cover art", "sounds like", naming a media label, ...)
+   need that modality to be supported (`agent.evidence.supported_modalities`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.evidence import MIN_MODALITY_SHARE, supported_modalities
+from agent.records import Evidence
+
+__all__ = ["FaithfulnessResult", "TitleIndex", "check_faithfulness", "title_forms"]
+
+_YEAR = re.compile(r"\s*\((?:\d{4}|[IVX]+)\)\s*$")
+_ARTICLE = re.compile(r"^(.*),\s*(The|A|An|Les|La|Le|Il|El|Das|Der|Die|L')$")
+_QUOTED = re.compile(r"\"([^\"]{1,200})\"|\u201c([^\u201d]{1,200})\u201d|(?<!\w)'([^']{2,200})'(?!\w)")
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?!\w)")
+_CONNECTORS = {"of", "the", "and", "a", "an", "in", "on", "to", "for", "de", "la", "with", "&", "from"}
+_STARTERS = {"it", "its", "it's", "you", "your", "you've", "this", "that", "these", "those", "because",
+             "like", "and", "but", "both", "if", "as", "since", "also", "recommended", "we", "i",
+             "they", "so", "here", "there", "based", "given", "why", "not", "fans", "people", "users",
+             "many", "some", "other", "another", "all", "more", "what", "when", "while", "with"}
+_SPELLED = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+            "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_MODALITY_CLAIMS = {
+    "image": re.compile(r"\b(looks? like|cover art|artwork|posters?|visual(?:ly|s)?|imagery|"
+                        r"photo(?:graph)?s?)\b", re.I),
+    "audio": re.compile(r"\b(sounds? like|sounds?|audio|sonic(?:ally)?|listen(?:ing)?)\b", re.I),
+}
+_TAGGED = re.compile(r"\b(?:tagged|labell?ed)(?:\s+(?:as|with))?\s+[\"\u201c]?([^.,;:!?\"\u201d()]+)", re.I)
+_TAG_STOP = re.compile(r"\s+(?:like|just|as|which|that|and|or|the same|too|so|in|for|by|from)\b.*$", re.I)
+_WORD = re.compile(r"[A-Za-z0-9][\w'\-]*|&")
+
+
+@dataclass(frozen=True)
+class FaithfulnessResult:
+    """Outcome of the check: `ok`, and `reason` naming the first unsupported mention."""
+
+    ok: bool
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def _fold(text: str) -> str:
+    return " ".join(re.sub(r"[\u2018\u2019]", "'", text).casefold().split())
+
+
+def title_forms(title: str) -> set[str]:
+    """Ways a title may be written: as stored, without year, article moved to the front."""
+    forms = {title.strip()}
+    base = _YEAR.sub("", title).strip()
+    forms.add(base)
+    m = _ARTICLE.match(base)
+    if m:
+        forms.add(f"{m.group(2)} {m.group(1)}")
+        year = title[len(base):].strip()
+        if year:
+            forms.add(f"{m.group(2)} {m.group(1)} {year}")
+    return {f for f in forms if len(f) >= 2}
+
+
+class TitleIndex:
+    """All catalogue titles compiled into one case-sensitive, word-bounded regex.
+
+    Args:
+        titles: item id -> title for the whole catalogue.
+    """
+
+    def __init__(self, titles: dict[str, str] | Iterable[tuple[str, str]]) -> None:
+        pairs = titles.items() if isinstance(titles, dict) else titles
+        self._ids: dict[str, set[str]] = {}
+        for item_id, title in pairs:
+            for form in title_forms(title):
+                self._ids.setdefault(form, set()).add(str(item_id))
+        forms = sorted(self._ids, key=len, reverse=True)
+        body = "|".join(re.escape(f) for f in forms)
+        self._regex = re.compile(rf"(?<![\w'])(?:{body})(?![\w'])") if forms else None
+
+    def find(self, text: str) -> list[tuple[str, set[str], int]]:
+        """(matched form, ids it may name, start offset) for every title mention in `text`."""
+        if self._regex is None:
+            return []
+        return [(m.group(0), self._ids[m.group(0)], m.start()) for m in self._regex.finditer(text)]
+
+
+def _evidence_titles(ev: Evidence) -> dict[str, str]:
+    out = {ev.item_id: ev.title}
+    out.update({link.item_id: link.title for link in ev.history})
+    out.update({i: t for i, t, _ in ev.co_liked})
+    return out
+
+
+def _allowed_strings(ev: Evidence) -> list[str]:
+    strings: list[str] = []
+    for title in _evidence_titles(ev).values():
+        strings += list(title_forms(title))
+    strings += ev.item_tags + ev.matched_tags + ev.disliked_tags
+    for labels in ev.labels.values():
+        strings += labels
+    if ev.request:
+        strings.append(ev.request)
+    return [_fold(s) for s in strings if s]
+
+
+def _mask_titles(text: str, ev: Evidence) -> str:
+    """`text` with every evidence title (any form) blanked, so words inside titles are not
+    mistaken for tags or modality claims."""
+    forms = sorted({f for t in _evidence_titles(ev).values() for f in title_forms(t)}, key=len, reverse=True)
+    for form in forms:
+        text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", " ", text, flags=re.I)
+    return text
+
+
+def _sentence_start(text: str, pos: int) -> bool:
+    before = text[:pos].rstrip(" \"'\u201c(")
+    return not before or before[-1] in ".!?:;\n"
+
+
+def _numbers(text: str) -> set[float]:
+    out: set[float] = set()
+    for raw in _NUMBER.findall(text):
+        try:
+            out.add(round(float(raw.replace(",", "")), 6))
+        except ValueError:
+            continue
+    return out
+
+
+def _spans(text: str) -> list[tuple[str, int]]:
+    """Maximal runs of capitalised words (lower-case connectors allowed inside)."""
+    words = [(m.group(0), m.start()) for m in _WORD.finditer(text)]
+    spans: list[tuple[str, int]] = []
+    run: list[tuple[str, int]] = []
+
+    def close() -> None:
+        while run and run[-1][0].lower() in _CONNECTORS and not run[-1][0][0].isupper():
+            run.pop()
+        if run:
+            spans.append((text[run[0][1]: run[-1][1] + len(run[-1][0])], run[0][1]))
+        run.clear()
+
+    for i, (word, start) in enumerate(words):
+        gap = text[words[i - 1][1] + len(words[i - 1][0]): start] if i else ""
+        if run and any(c in gap for c in ".!?;:,\"()\u201c\u201d\n"):
+            close()
+        if word[0].isupper() or (word[0].isdigit() and run):
+            run.append((word, start))
+        elif run and word.lower() in _CONNECTORS:
+            run.append((word, start))
+        else:
+            close()
+    close()
+    return spans
+
+
+def _span_ok(span: str, pos: int, text: str, allowed: list[str]) -> bool:
+    words = span.split()
+    first = True
+    while words:
+        if len(words) < 2:
+            return True
+        folded = _fold(" ".join(words))
+        if any(folded in a for a in allowed):
+            return True
+        if (first and _sentence_start(text, pos)) or words[0].lower().strip("'") in _STARTERS:
+            words = words[1:]
+            first = False
+            continue
+        return False
+    return True
+
+
+def check_faithfulness(
+    text: str,
+    evidence: Evidence,
+    *,
+    rendered: str = "",
+    titles: TitleIndex | None = None,
+    vocabulary: Iterable[str] = (),
+    min_share: float = MIN_MODALITY_SHARE,
+) -> FaithfulnessResult:
+    """Check that `text` mentions only what `evidence` holds.
+
+    Args:
+        text: the explanation to check.
+        evidence: the facts it may use.
+        rendered: the evidence as shown to the LLM; the only place numbers may come from
+            (numbers inside evidence titles, tags and the request are allowed too).
+        titles: the whole catalogue's titles, to catch titles of items not in the evidence.
+        vocabulary: every tag/genre the catalogue uses (checked case-insensitively).
+        min_share: share of the content score a modality needs before it may be credited.
+
+    Returns:
+        FaithfulnessResult(ok, reason).
+    """
+    if not text or not text.strip():
+        return FaithfulnessResult(False, "empty explanation")
+    allowed = _allowed_strings(evidence)
+    ev_ids = set(_evidence_titles(evidence))
+    if titles is not None:
+        for form, ids, pos in titles.find(text):
+            if ids & ev_ids:
+                continue
+            if " " not in form and _sentence_start(text, pos):
+                continue
+            return FaithfulnessResult(False, f"names catalogue title '{form}', which is not in the evidence")
+    for m in _QUOTED.finditer(text):
+        quoted = _fold(next(g for g in m.groups() if g is not None).strip(" .,!?"))
+        if quoted and not any(quoted == a or (len(quoted) >= 4 and quoted in a) for a in allowed):
+            return FaithfulnessResult(False, f"quotes '{quoted}', which is not in the evidence")
+    for span, pos in _spans(text):
+        if not _span_ok(span, pos, text, allowed):
+            return FaithfulnessResult(False, f"mentions '{span}', which is not in the evidence")
+    ev_tags = {_fold(t) for t in evidence.item_tags + evidence.matched_tags + evidence.disliked_tags}
+    for labels in evidence.labels.values():
+        ev_tags |= {_fold(t) for t in labels}
+    masked = _mask_titles(text, evidence)
+    for m in _TAGGED.finditer(masked):
+        claimed = _fold(_TAG_STOP.sub("", m.group(1)).strip())
+        parts = [p.strip() for p in re.split(r",|\band\b", claimed) if p.strip()]
+        bad = [p for p in parts if p not in ev_tags]
+        if bad:
+            return FaithfulnessResult(False, f"says it is tagged '{bad[0]}', which is not in the evidence")
+    for tag in vocabulary:
+        if tag and _fold(tag) not in ev_tags and re.search(
+            rf"(?<![\w-]){re.escape(tag)}(?![\w-])", masked, flags=re.I
+        ):
+            return FaithfulnessResult(False, f"mentions tag '{tag}', which this item does not carry")
+    source_text = " ".join([rendered, *_evidence_titles(evidence).values(), *evidence.item_tags,
+                            evidence.request or ""])
+    known = _numbers(source_text)
+    for n in _numbers(text):
+        if n not in known:
+            return FaithfulnessResult(False, f"cites the number {n:g}, which is not in the evidence")
+    for word, n in _SPELLED.items():
+        if re.search(rf"\b{word}\b", text, flags=re.I) and float(n) not in known:
+            return FaithfulnessResult(False, f"cites the number '{word}', which is not in the evidence")
+    supported = supported_modalities(evidence, min_share=min_share)
+    for modality, pattern in _MODALITY_CLAIMS.items():
+        m = pattern.search(masked)
+        if m and modality not in supported:
+            return FaithfulnessResult(
+                False, f"claims '{m.group(0)}' but the {modality} modality does not support it")
+        for label in evidence.labels.get(modality, ()):
+            if modality not in supported and re.search(rf"(?<!\w){re.escape(label)}(?!\w)", masked, re.I):
+                return FaithfulnessResult(
+                    False, f"cites the {modality} label '{label}' but that modality does not support it")
+    return FaithfulnessResult(True)

@@ -1,0 +1,353 @@
+"""Collaborative and sequence-aware item scorers with implicit's API.
+
+Every model follows `implicit`: `fit(user_items)` on a users x items `csr_matrix`,
+`recommend(userid, user_items, *, n=10, filter_liked=True, items=None) -> (ids, scores)`,
+`save(path)` / `load(path)` as `.npz` with `allow_pickle=False`. `score(user_items)` returns
+dense `(n_users, n_items)` float32 scores for a batch of users and is what the hybrid uses.
+
+The values in the `user_items` rows given to `score`/`recommend` are the weights of each
+history item: 1 for plain history, or rating/recency weights (see `history_weights`), so
+"recency-weighted EASE" is just EASE scored with recency-weighted rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+
+class ItemScorer:
+    """Base class: `score` is implemented by subclasses; the rest is shared."""
+
+    kind: ClassVar[str] = "base"
+    _arrays: ClassVar[tuple[str, ...]] = ()
+    _params: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, random_state: int | None = None) -> None:
+        self.random_state = random_state  # kept for API parity; these models are deterministic
+        self.n_items = 0
+
+    def fit(self, user_items: sp.csr_matrix) -> ItemScorer:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, user_items: sp.csr_matrix) -> np.ndarray:  # pragma: no cover - abstract
+        """Scores for each row of `user_items`: `(n_rows, n_items)` float32, higher is better."""
+        raise NotImplementedError
+
+    def recommend(
+        self,
+        userid: int | np.ndarray,
+        user_items: sp.csr_matrix,
+        *,
+        n: int = 10,
+        filter_liked: bool = True,
+        items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n items for one user (or a batch of users).
+
+        Args:
+            userid: row index (or array of row indices) into `user_items`.
+            user_items: users x items csr; row values are history weights.
+            n: how many items to return.
+            filter_liked: drop items already in the user's row.
+            items: restrict the ranking to these item indices.
+
+        Returns:
+            `(ids, scores)`: int64 item indices and float32 scores, best first; `(n,)` for one
+            user, `(n_users, n)` for a batch (padded with -1 / -inf when fewer items remain).
+        """
+        single = np.isscalar(userid)
+        rows = np.atleast_1d(np.asarray(userid, dtype=np.int64))
+        sub = user_items[rows]
+        scores = self.score(sub).astype(np.float32)
+        if items is not None:
+            mask = np.full(scores.shape[1], True)
+            mask[np.asarray(items, dtype=np.int64)] = False
+            scores[:, mask] = -np.inf
+        if filter_liked:
+            r, c = sub.nonzero()
+            scores[r, c] = -np.inf
+        ids, top = top_k(scores, n)
+        if single:
+            return ids[0], top[0]
+        return ids, top
+
+    def _check(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
+        if not sp.issparse(user_items):
+            raise TypeError(f"user_items must be a scipy.sparse csr_matrix, got {type(user_items).__name__}")
+        ui = sp.csr_matrix(user_items, dtype=np.float32)
+        if self.n_items and ui.shape[1] != self.n_items:
+            raise ValueError(f"user_items has {ui.shape[1]} item columns; the model was fit on {self.n_items}")
+        return ui
+
+    def save(self, path: str | Path) -> None:
+        """Write arrays and parameters to an `.npz` (no pickles)."""
+        payload: dict[str, Any] = {"kind": np.array(self.kind), "n_items": np.array(self.n_items)}
+        for name in self._params:
+            payload[f"param_{name}"] = np.array(getattr(self, name))
+        for name in self._arrays:
+            value = getattr(self, name)
+            if sp.issparse(value):
+                value = sp.csr_matrix(value)
+                payload[f"{name}__data"] = value.data
+                payload[f"{name}__indices"] = value.indices
+                payload[f"{name}__indptr"] = value.indptr
+                payload[f"{name}__shape"] = np.array(value.shape)
+            else:
+                payload[name] = np.asarray(value)
+        np.savez(path, **payload)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ItemScorer:
+        """Read a model written by `save`; the class is checked against the stored kind."""
+        with np.load(path, allow_pickle=False) as f:
+            kind = str(f["kind"])
+            target = MODELS.get(kind)
+            if target is None or (cls is not ItemScorer and target is not cls):
+                raise ValueError(f"{path} holds a '{kind}' model; valid kinds: {', '.join(MODELS)}")
+            obj = target(**{p: f[f"param_{p}"].item() for p in target._params})
+            obj.n_items = int(f["n_items"])
+            for name in target._arrays:
+                if f"{name}__shape" in f:
+                    shape = tuple(int(x) for x in f[f"{name}__shape"])
+                    value = sp.csr_matrix((f[f"{name}__data"], f[f"{name}__indices"], f[f"{name}__indptr"]), shape=shape)
+                else:
+                    value = f[name]
+                setattr(obj, name, value)
+        return obj
+
+
+def top_k(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n of a `(rows, items)` array; -inf entries come last. Returns (ids, scores)."""
+    scores = np.atleast_2d(scores)
+    n = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else np.tile(
+        np.arange(scores.shape[1]), (scores.shape[0], 1)
+    )
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)  # by score desc, then id asc: deterministic ties
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    ids[~np.isfinite(vals)] = -1
+    return ids, vals
+
+
+class EASE(ItemScorer):
+    """EASE^R (Steck 2019): closed-form item-item weights B, diag(B) = 0.
+
+    Args:
+        l2: ridge strength lambda; larger means smoother weights. Tune on validation.
+    """
+
+    kind = "ease"
+    _arrays = ("B",)
+    _params = ("l2",)
+
+    def __init__(self, l2: float = 500.0, *, random_state: int | None = None) -> None:
+        super().__init__(random_state=random_state)
+        self.l2 = float(l2)
+        self.B = np.zeros((0, 0), np.float32)
+
+    def fit(self, user_items: sp.csr_matrix) -> EASE:
+        """Fit on binary user x item interactions (values > 0 count as 1). O(items^3)."""
+        ui = self._check(user_items)
+        x = (ui > 0).astype(np.float64)
+        g = (x.T @ x).toarray()
+        g[np.diag_indices_from(g)] += self.l2
+        p = np.linalg.inv(g)
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices_from(b)] = 0.0
+        self.B = b.astype(np.float32)
+        self.n_items = ui.shape[1]
+        return self
+
+    def score(self, user_items: sp.csr_matrix) -> np.ndarray:
+        return np.asarray(self._check(user_items) @ self.B, dtype=np.float32)
+
+
+class ItemKNN(ItemScorer):
+    """Item-based kNN with shrunk cosine similarity, `k` neighbours kept per item.
+
+    Args:
+        k: neighbours kept per item.
+        shrink: similarity shrinkage term (Bellogin et al.); damps pairs with little support.
+    """
+
+    kind = "itemknn"
+    _arrays = ("W",)
+    _params = ("k", "shrink")
+
+    def __init__(self, k: int = 100, shrink: float = 10.0, *, random_state: int | None = None) -> None:
+        super().__init__(random_state=random_state)
+        self.k = int(k)
+        self.shrink = float(shrink)
+        self.W = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, user_items: sp.csr_matrix) -> ItemKNN:
+        ui = self._check(user_items)
+        x = sp.csc_matrix((ui > 0).astype(np.float32))
+        co = (x.T @ x).toarray()
+        norms = np.sqrt(np.diag(co))
+        sim = co / (np.outer(norms, norms) + self.shrink + 1e-9)
+        np.fill_diagonal(sim, 0.0)
+        self.W = _keep_top_k(sim, self.k)
+        self.n_items = ui.shape[1]
+        return self
+
+    def score(self, user_items: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((self._check(user_items) @ self.W).toarray(), dtype=np.float32)
+
+
+def _keep_top_k(sim: np.ndarray, k: int) -> sp.csr_matrix:
+    """Keep the k largest entries of each column (neighbours of each target item)."""
+    n = sim.shape[0]
+    if k >= n:
+        return sp.csr_matrix(sim.astype(np.float32))
+    rows = np.argpartition(-sim, k - 1, axis=0)[:k, :]
+    cols = np.tile(np.arange(n), (k, 1))
+    vals = sim[rows, cols]
+    keep = vals > 0
+    return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=sim.shape, dtype=np.float32)
+
+
+class Popularity(ItemScorer):
+    """Number of users per item (log-scaled); the same ranking for everyone."""
+
+    kind = "popularity"
+    _arrays = ("counts",)
+
+    def __init__(self, *, random_state: int | None = None) -> None:
+        super().__init__(random_state=random_state)
+        self.counts = np.zeros(0, np.float32)
+
+    def fit(self, user_items: sp.csr_matrix) -> Popularity:
+        ui = self._check(user_items)
+        self.counts = np.asarray((ui > 0).sum(axis=0), dtype=np.float32).ravel()
+        self.n_items = ui.shape[1]
+        return self
+
+    def score(self, user_items: sp.csr_matrix) -> np.ndarray:
+        ui = self._check(user_items)
+        return np.tile(np.log1p(self.counts), (ui.shape[0], 1)).astype(np.float32)
+
+
+class Transitions(ItemScorer):
+    """First-order "what comes next" model from ordered histories (a decayed Markov chain).
+
+    `fit` takes a csr whose values are each interaction's 1-based position in its user's
+    history (larger = later). T[i, j] counts j following i within `window` steps, weighted
+    `step_decay ** (gap - 1)`, then rows are normalised by `count(i) + smoothing`, giving an
+    estimate of P(next = j | i). `score` sums rows of T weighted by the user's history values,
+    so score it with recency weights concentrated on the last few items.
+
+    Args:
+        window: how many following steps count as "next".
+        step_decay: weight multiplier per extra step of distance.
+        smoothing: added to each row's normaliser; damps rare source items.
+    """
+
+    kind = "transitions"
+    _arrays = ("T",)
+    _params = ("window", "step_decay", "smoothing")
+
+    def __init__(self, window: int = 3, step_decay: float = 0.5, smoothing: float = 5.0, *,
+                 random_state: int | None = None) -> None:
+        super().__init__(random_state=random_state)
+        self.window = int(window)
+        self.step_decay = float(step_decay)
+        self.smoothing = float(smoothing)
+        self.T = sp.csr_matrix((0, 0), dtype=np.float32)
+
+    def fit(self, user_items: sp.csr_matrix) -> Transitions:
+        ui = self._check(user_items)
+        n = ui.shape[1]
+        src: list[np.ndarray] = []
+        dst: list[np.ndarray] = []
+        wts: list[np.ndarray] = []
+        for u in range(ui.shape[0]):
+            lo, hi = ui.indptr[u], ui.indptr[u + 1]
+            if hi - lo < 2:
+                continue
+            seq = ui.indices[lo:hi][np.argsort(ui.data[lo:hi], kind="stable")]
+            for gap in range(1, min(self.window, len(seq) - 1) + 1):
+                src.append(seq[:-gap])
+                dst.append(seq[gap:])
+                wts.append(np.full(len(seq) - gap, self.step_decay ** (gap - 1), np.float32))
+        if src:
+            t = sp.csr_matrix((np.concatenate(wts), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
+        else:
+            t = sp.csr_matrix((n, n), dtype=np.float32)
+        out_deg = np.asarray((ui > 0).sum(axis=0)).ravel().astype(np.float32)
+        self.T = sp.csr_matrix(sp.diags(1.0 / (out_deg + self.smoothing)) @ t, dtype=np.float32)
+        self.n_items = n
+        return self
+
+    def score(self, user_items: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((self._check(user_items) @ self.T).toarray(), dtype=np.float32)
+
+
+MODELS: dict[str, type[ItemScorer]] = {
+    m.kind: m for m in (EASE, ItemKNN, Popularity, Transitions)
+}
+
+
+def time_decayed_popularity(
+    item_idx: np.ndarray, times: np.ndarray, at: np.ndarray, n_items: int, *, half_life_days: float = 14.0
+) -> np.ndarray:
+    """Causal popularity of every item as seen at each time in `at` (only past interactions).
+
+    Args:
+        item_idx: `(m,)` int item index of each training interaction.
+        times: `(m,)` unix seconds of each interaction.
+        at: `(q,)` unix seconds to evaluate at (e.g. each user's latest history timestamp).
+        n_items: catalogue size.
+        half_life_days: an interaction's weight halves every this many days before `at`.
+
+    Returns:
+        `(q, n_items)` float32: sum of 2**(-(at - t)/half_life) over interactions with t <= at.
+    """
+    order = np.argsort(times, kind="stable")
+    t = times[order].astype(np.float64)
+    it = item_idx[order]
+    hl = half_life_days * 86400.0
+    # decayed cumulative counts via a reference time: w = 2**((t - t_ref)/hl), shifted per query
+    t_ref = float(t.max()) if len(t) else 0.0
+    w = np.exp2((t - t_ref) / hl)
+    out = np.zeros((len(at), n_items), np.float32)
+    for q, a in enumerate(np.asarray(at, dtype=np.float64)):
+        end = np.searchsorted(t, a, side="right")
+        counts = np.bincount(it[:end], weights=w[:end], minlength=n_items)
+        out[q] = counts * np.exp2((t_ref - a) / hl)
+    return out
+
+
+def history_weights(
+    positions: np.ndarray, ratings: np.ndarray | None = None, *, half_life: float | None = None,
+    last_n: int | None = None, like_threshold: float | None = None, negative_weight: float = 0.0,
+) -> np.ndarray:
+    """Per-history-item weights: recency decay, an optional last-N cut, optional rating signs.
+
+    Args:
+        positions: `(h,)` steps back from the most recent item (0 = newest).
+        ratings: `(h,)` ratings, used only with `like_threshold`.
+        half_life: weight halves every this many steps back; None = no decay.
+        last_n: keep only the `last_n` newest items (others get 0).
+        like_threshold: ratings below it count as dislikes, weighted `-negative_weight`.
+        negative_weight: magnitude of a dislike's weight relative to a like.
+
+    Returns:
+        `(h,)` float32 weights.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    w = np.ones_like(pos) if half_life is None else np.exp2(-pos / half_life)
+    if last_n is not None:
+        w = np.where(pos < last_n, w, 0.0)
+    if like_threshold is not None and ratings is not None:
+        w = np.where(np.asarray(ratings) >= like_threshold, w, -negative_weight * w)
+    return w.astype(np.float32)
