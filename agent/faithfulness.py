@@ -44,6 +44,8 @@ _MODALITY_CLAIMS = {
 }
 _TAGGED = re.compile(r"\b(?:tagged|labell?ed)(?:\s+(?:as|with))?\s+[\"\u201c]?([^.,;:!?\"\u201d()]+)", re.I)
 _TAG_STOP = re.compile(r"\s+(?:like|just|as|which|that|and|or|the same|too|so|in|for|by|from)\b.*$", re.I)
+_RATED = re.compile(r"\brated\s+(?:it\s+|them\s+|this\s+)?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:/\s*\d+|stars?\b|out of\b)", re.I)
+_SPLIT = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z0-9][\w'\-]*|&")
 
 
@@ -128,6 +130,22 @@ def _mask_titles(text: str, ev: Evidence) -> str:
     return text
 
 
+def _unattributed_rating(text: str, ev: Evidence) -> str | None:
+    """A rating ("rated 5", "4 stars", "5/5") in a sentence that names no title rated so."""
+    rated: dict[str, set[float]] = {}
+    for link in ev.history:
+        if link.rating is not None:
+            for form in title_forms(link.title):
+                rated.setdefault(_fold(form), set()).add(round(float(link.rating), 6))
+    for sentence in _SPLIT.split(text):
+        folded = _fold(sentence)
+        for m in _RATED.finditer(sentence):
+            value = round(float(m.group(1) or m.group(2)), 6)
+            if not any(value in r and form in folded for form, r in rated.items()):
+                return m.group(0)
+    return None
+
+
 def _sentence_start(text: str, pos: int) -> bool:
     before = text[:pos].rstrip(" \"'\u201c(")
     return not before or before[-1] in ".!?:;\n"
@@ -171,6 +189,9 @@ def _spans(text: str) -> list[tuple[str, int]]:
 
 
 def _span_ok(span: str, pos: int, text: str, allowed: list[str]) -> bool:
+    parts = re.split(r"\s+(?:and|&)\s+", span)
+    if len(parts) > 1 and _fold(span) not in " | ".join(allowed):
+        return all(_span_ok(p, pos if i == 0 else -1, text, allowed) for i, p in enumerate(parts))
     words = span.split()
     first = True
     while words:
@@ -179,7 +200,7 @@ def _span_ok(span: str, pos: int, text: str, allowed: list[str]) -> bool:
         folded = _fold(" ".join(words))
         if any(folded in a for a in allowed):
             return True
-        if (first and _sentence_start(text, pos)) or words[0].lower().strip("'") in _STARTERS:
+        if (first and pos >= 0 and _sentence_start(text, pos)) or words[0].lower().strip("'") in _STARTERS:
             words = words[1:]
             first = False
             continue
@@ -252,6 +273,9 @@ def check_faithfulness(
     for word, n in _SPELLED.items():
         if re.search(rf"\b{word}\b", text, flags=re.I) and float(n) not in known:
             return FaithfulnessResult(False, f"cites the number '{word}', which is not in the evidence")
+    bad_rating = _unattributed_rating(text, evidence)
+    if bad_rating is not None:
+        return FaithfulnessResult(False, f"gives the rating {bad_rating} without naming a title rated so")
     supported = supported_modalities(evidence, min_share=min_share)
     for modality, pattern in _MODALITY_CLAIMS.items():
         m = pattern.search(masked)

@@ -1,8 +1,35 @@
-"""Candidate records and candidate generation: everything the re-ranker and explainer start from."""
+"""Candidate records and candidate generation: everything the re-ranker and explainer start from.
+
+Generators, each scoring every catalogue item for a user:
+  - `ease`: EASE item-item weights applied to the recency-weighted history;
+  - `itemknn`: shrunk-cosine item kNN on the recency-weighted history;
+  - `transitions`: "what people watched next" after the user's last few items;
+  - `popularity`: causal, time-decayed popularity as of the user's latest interaction;
+  - `content-<space>`: cosine between the user's profile vector and each item (per space);
+  - `query`: cosine between the chat request and each item (text and label-bridged spaces).
+The merger min-max-normalises each source over the items the user has not seen and sums
+them with weights tuned on validation (`tune_weights`). Seen and disliked items never appear.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from retrieval.cf import EASE, ItemKNN, Transitions, history_weights, time_decayed_popularity, top_k
+from retrieval.profiles import History, ItemIndex, build_profile
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -15,9 +42,352 @@ class Candidate:
         sources: per-generator scores that produced it, e.g. {"ease": 0.81, "content-text": 0.42}.
             Kept so explanations can cite them and the LLM fusion can be tuned.
         rank: 1-based position in the retriever's order.
+        contributions: each source's share of `score` (weight x normalised score); they sum
+            to `score`.
     """
 
     item_id: str
     score: float
     sources: dict[str, float] = field(default_factory=dict)
     rank: int = 0
+    contributions: dict[str, float] = field(default_factory=dict)
+
+
+# Weights tuned on ML-100k validation (each user's second-to-last item); see docs/retrieval.md.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "ease": 1.0,
+    "itemknn": 1.0,
+    "transitions": 0.3,
+    "popularity": 0.1,
+    "content-text": 0.1,
+    "query": 1.0,  # not tunable on MovieLens (no requests); a request should matter as much as EASE
+}
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Source hyper-parameters; defaults were chosen on ML-100k validation."""
+
+    ease_l2: float = 400.0  # EASE ridge strength
+    ease_half_life: float = 10.0  # EASE history weight halves every this many items back
+    ease_max_items: int = 5_000  # EASE needs items^2 memory and items^3 time; above this, skipped
+    knn_k: int = 200  # ItemKNN neighbours per item
+    knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
+    knn_half_life: float = 3.0  # ItemKNN history recency half-life (items)
+    trans_window: int = 10  # steps ahead that count as "next" when fitting transitions
+    trans_step_decay: float = 0.7  # transition weight multiplier per extra step
+    trans_smoothing: float = 5.0  # transition row-normaliser smoothing
+    trans_half_life: float = 5.0  # recency half-life of the items transitions start from
+    trans_last_n: int = 10  # only the last N history items seed transitions
+    pop_half_life_days: float = 14.0  # time-decayed popularity half-life
+    content_half_life: float | None = 10.0  # content profile recency half-life (items)
+    content_like_threshold: float | None = None  # ratings below push the profile away; None = off
+    negative_weight: float = 0.5  # weight of disliked items in content profiles
+    content_pool: int = 300  # hits fetched per content/query search from a store without `scores`
+    n_candidates: int = 50  # candidates returned
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+
+class NumpyIndex:
+    """Exact in-memory index with the `VectorStore` read interface (`has`/`get`/`query`).
+
+    Args:
+        spaces: {space: (ids, `(n, dim)` float32 L2-normalised vectors)}.
+    """
+
+    def __init__(self, spaces: Mapping[str, tuple[Sequence[str], np.ndarray]]) -> None:
+        self._ids = {s: list(ids) for s, (ids, _) in spaces.items()}
+        self._vecs = {s: np.asarray(v, dtype=np.float32) for s, (_, v) in spaces.items()}
+        self._pos = {s: {i: k for k, i in enumerate(ids)} for s, ids in self._ids.items()}
+
+    def has(self, space: str) -> bool:
+        return space in self._ids
+
+    def get(self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
+            ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        if space not in self._ids:
+            return [], np.zeros((0, 0), np.float32), []
+        if ids is None:
+            return list(self._ids[space]), self._vecs[space], [{} for _ in self._ids[space]]
+        pos = self._pos[space]
+        found = [i for i in ids if i in pos]
+        return found, self._vecs[space][[pos[i] for i in found]], [{} for _ in found]
+
+    def scores(self, space: str, vectors: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Exact cosines of every item: ids and `(m, n)` float32 for `(m, dim)` unit queries."""
+        return self._ids[space], np.atleast_2d(vectors).astype(np.float32) @ self._vecs[space].T
+
+    def query(self, space: str, vectors: np.ndarray, *, n: int = 50, exclude_ids: Sequence[str] = ()
+              ) -> list[list[Any]]:
+        """Exact top-n per query vector as `Hit`s, `exclude_ids` removed."""
+        from retrieval.store import Hit
+
+        if space not in self._ids:
+            return [[] for _ in range(len(np.atleast_2d(vectors)))]
+        ids, s = self.scores(space, vectors)
+        pos = self._pos[space]
+        drop = [pos[i] for i in exclude_ids if i in pos]
+        s[:, drop] = -np.inf
+        top, vals = top_k(s, n)
+        return [[Hit(ids[j], float(v)) for j, v in zip(t, r, strict=True) if j >= 0] for t, r in zip(top, vals, strict=True)]
+
+
+class CandidateGenerator:
+    """Scores every item for a user from several sources and merges them into `Candidate`s.
+
+    Args:
+        index: item vectors (`VectorStore` or `NumpyIndex`).
+        config: source hyper-parameters and merge weights.
+        content_spaces: vector spaces that get a `content-<space>` source.
+        query_spaces: spaces a chat request is matched against (text-encoded spaces only).
+        text_encoder: encodes chat requests; required only when `query` is used.
+    """
+
+    def __init__(
+        self,
+        index: ItemIndex,
+        *,
+        config: HybridConfig | None = None,
+        content_spaces: Sequence[str] = ("text",),
+        query_spaces: Sequence[str] = ("text", "image-text", "audio-text"),
+        text_encoder: Any | None = None,
+    ) -> None:
+        self.index = index
+        self.config = config or HybridConfig()
+        self.content_spaces = tuple(content_spaces)
+        self.query_spaces = tuple(query_spaces)
+        self.text_encoder = text_encoder
+        self.item_ids: list[str] = []
+        self._pos: dict[str, int] = {}
+        self.models: dict[str, Any] = {}
+        self._log: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def fit(self, interactions: pd.DataFrame, item_ids: Sequence[str]) -> CandidateGenerator:
+        """Fit the collaborative sources.
+
+        Args:
+            interactions: `user_id, item_id, timestamp` rows, each user's rows in time order.
+            item_ids: the catalogue; items without interactions are reachable by content only.
+        """
+        cfg = self.config
+        self.item_ids = [str(i) for i in item_ids]
+        self._pos = {i: k for k, i in enumerate(self.item_ids)}
+        df = interactions[interactions["item_id"].isin(self._pos)]
+        users = pd.factorize(df["user_id"])[0]
+        items = df["item_id"].map(self._pos).to_numpy(np.int64)
+        order = pd.Series(np.ones(len(df))).groupby(users).cumsum().to_numpy(np.float32)
+        shape = (int(users.max()) + 1 if len(users) else 0, self.n_items)
+        binary = sp.csr_matrix((np.ones(len(df), np.float32), (users, items)), shape=shape)
+        ordered = sp.csr_matrix((order, (users, items)), shape=shape)
+        self.models = {}
+        if self.n_items <= cfg.ease_max_items:
+            self.models["ease"] = EASE(cfg.ease_l2).fit(binary)
+        else:
+            logger.info("EASE skipped: %d items > ease_max_items=%d", self.n_items, cfg.ease_max_items)
+        self.models["itemknn"] = ItemKNN(cfg.knn_k, cfg.knn_shrink).fit(binary)
+        self.models["transitions"] = Transitions(cfg.trans_window, cfg.trans_step_decay, cfg.trans_smoothing).fit(ordered)
+        self._log = (items, df["timestamp"].to_numpy(np.int64))
+        return self
+
+    def with_index(self, index: ItemIndex) -> CandidateGenerator:
+        """A generator sharing this one's fitted models but reading vectors from `index`."""
+        other = copy.copy(self)
+        other.index = index
+        return other
+
+    def _weights_matrix(self, histories: Sequence[History], half_life: float | None, last_n: int | None) -> sp.csr_matrix:
+        rows, cols, vals = [], [], []
+        for r, h in enumerate(histories):
+            idx = [self._pos.get(i, -1) for i in h.item_ids]
+            w = history_weights(np.arange(len(idx) - 1, -1, -1), half_life=half_life, last_n=last_n)
+            for c, v in zip(idx, w, strict=True):
+                if c >= 0 and v > 0:
+                    rows.append(r)
+                    cols.append(c)
+                    vals.append(v)
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.n_items), dtype=np.float32)
+
+    def _space_scores(self, space: str, vectors: np.ndarray, exclude: Sequence[set[str]]) -> np.ndarray:
+        """`(m, n_items)` cosines; NaN where the index returned nothing for an item."""
+        out = np.full((len(vectors), self.n_items), np.nan, np.float32)
+        if hasattr(self.index, "scores"):
+            ids, s = self.index.scores(space, vectors)
+            cols = np.array([self._pos.get(i, -1) for i in ids])
+            keep = cols >= 0
+            out[:, cols[keep]] = s[:, keep]
+            return out
+        hits = self.index.query(space, vectors, n=self.config.content_pool, exclude_ids=sorted(set().union(*exclude)))
+        for r, row in enumerate(hits):
+            for hit in row:
+                c = self._pos.get(hit.id)
+                if c is not None:
+                    out[r, c] = hit.score
+        return out
+
+    def score_sources(
+        self, histories: Sequence[History], *, queries: Sequence[str | None] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Raw scores of every source for a batch of users.
+
+        Args:
+            histories: one per user.
+            queries: one chat request (or None) per user.
+            timings: if given, each source's seconds are added to it.
+
+        Returns:
+            {source: `(len(histories), n_items)` float32}; NaN = not retrieved by that source.
+            A source absent for a user (no history, no request) is all NaN in that row.
+        """
+        cfg = self.config
+        m = len(histories)
+        has_hist = np.array([len(h) > 0 for h in histories])
+        out: dict[str, np.ndarray] = {}
+        cf_inputs = {
+            "ease": (cfg.ease_half_life, None),
+            "itemknn": (cfg.knn_half_life, None),
+            "transitions": (cfg.trans_half_life, cfg.trans_last_n),
+        }
+        clock = _Clock(timings)
+        for name, (hl, last_n) in cf_inputs.items():
+            if name in self.models:
+                with clock(name):
+                    s = self.models[name].score(self._weights_matrix(histories, hl, last_n))
+                    s[~has_hist] = np.nan
+                    out[name] = s
+        items, times = self._log
+        latest = int(times.max()) if len(times) else 0
+        at = np.array([h.last_time or latest for h in histories], dtype=np.int64)
+        with clock("popularity"):
+            out["popularity"] = time_decayed_popularity(items, times, at, self.n_items,
+                                                        half_life_days=cfg.pop_half_life_days)
+        excl = [h.seen for h in histories]
+        for space in self.content_spaces:
+            if self.index.has(space):
+                with clock(f"content-{space}"):
+                    out[f"content-{space}"] = self._content_scores(space, histories, excl)
+        if queries is not None and any(queries):
+            with clock("query"):
+                out["query"] = self._query_scores(queries, excl)
+        return out
+
+    def _content_scores(self, space: str, histories: Sequence[History], excl: Sequence[set[str]]) -> np.ndarray:
+        cfg = self.config
+        s = np.full((len(histories), self.n_items), np.nan, np.float32)
+        profiles = [build_profile(h, self.index, spaces=(space,), half_life=cfg.content_half_life,
+                                  like_threshold=cfg.content_like_threshold,
+                                  negative_weight=cfg.negative_weight).get(space) for h in histories]
+        rows = [r for r, p in enumerate(profiles) if p is not None]
+        if rows:
+            s[rows] = self._space_scores(space, np.stack([profiles[r] for r in rows]), [excl[r] for r in rows])
+        return s
+
+    def _query_scores(self, queries: Sequence[str | None], excl: Sequence[set[str]]) -> np.ndarray:
+        if self.text_encoder is None:
+            raise ValueError("a chat request needs a text encoder; pass text_encoder=... to CandidateGenerator")
+        s = np.full((len(queries), self.n_items), np.nan, np.float32)
+        rows = [r for r, q in enumerate(queries) if q]
+        vecs = self.text_encoder.encode_query([queries[r] for r in rows])
+        for space in self.query_spaces:
+            if self.index.has(space):
+                part = self._space_scores(space, vecs, [excl[r] for r in rows])
+                s[rows] = np.fmax(s[rows], part)  # best matching space per item
+        return s
+
+    def seen_mask(self, histories: Sequence[History]) -> np.ndarray:
+        """`(m, n_items)` bool, True for items each user has seen or rejected."""
+        mask = np.zeros((len(histories), self.n_items), bool)
+        for r, h in enumerate(histories):
+            cols = [self._pos[i] for i in h.seen if i in self._pos]
+            mask[r, cols] = True
+        return mask
+
+    def generate(
+        self, history: History | None = None, *, query: str | None = None, n: int | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Candidate]:
+        """Top-n merged candidates for one user, with every source's score kept.
+
+        Args:
+            history: the user's interactions; None or empty for a cold-start user.
+            query: the chat request, if any.
+            n: how many; default `config.n_candidates`.
+            exclude: further ids never to return (e.g. already shown).
+
+        Returns:
+            Candidates best first (fewer than n when the catalogue runs out). With no history
+            and no request, the time-decayed popularity order.
+        """
+        h = history or History()
+        h = History(h.item_ids, h.ratings, h.timestamps, list(h.disliked) + list(exclude))
+        raw = self.score_sources([h], queries=[query])
+        seen = self.seen_mask([h])
+        weights = dict(self.config.weights)
+        if not len(h) and not query:
+            weights = {"popularity": 1.0}
+        merged, contrib = merge_scores(raw, seen, weights)
+        ids, _ = top_k(merged, n or self.config.n_candidates)
+        out: list[Candidate] = []
+        for rank, j in enumerate(ids[0], start=1):
+            if j < 0:
+                break
+            sources = {k: float(s[0, j]) for k, s in raw.items() if np.isfinite(s[0, j])}
+            parts = {k: float(c[0, j]) for k, c in contrib.items() if c[0, j] != 0.0}
+            out.append(Candidate(self.item_ids[j], float(merged[0, j]), sources, rank, parts))
+        return out
+
+
+class _Clock:
+    """Adds the seconds spent in `with clock(name):` blocks to a dict (no-op without one)."""
+
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.sink is not None:
+                self.sink[name] = self.sink.get(name, 0.0) + time.perf_counter() - t0
+
+
+def normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per-row min-max over unseen, retrieved items -> [0, 1]; NaN (not retrieved) -> 0.
+
+    Args:
+        scores: `(m, n)` raw source scores, NaN where not retrieved.
+        seen: `(m, n)` bool mask of items excluded from the ranking.
+    """
+    s = np.where(seen, np.nan, scores.astype(np.float64))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: source absent for that user
+        lo = np.nanmin(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
+        hi = np.nanmax(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
+        out = (s - lo) / (hi - lo)
+    return np.nan_to_num(np.where(np.isfinite(out), out, 0.0), nan=0.0)
+
+
+def merge_scores(
+    raw: Mapping[str, np.ndarray], seen: np.ndarray, weights: Mapping[str, float]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Weighted sum of normalised sources; seen items get -inf.
+
+    Returns:
+        merged `(m, n)` float64 and {source: weight x normalised score} (the exact parts).
+    """
+    m, n = seen.shape
+    merged = np.zeros((m, n))
+    contrib: dict[str, np.ndarray] = {}
+    for name, s in raw.items():
+        w = float(weights.get(name, 0.0))
+        if w:
+            contrib[name] = w * normalise(s, seen)
+            merged += contrib[name]
+    merged[seen] = -np.inf
+    return merged, contrib

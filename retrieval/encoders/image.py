@@ -67,7 +67,7 @@ def load_image(image: Any) -> Any:
 
 
 def _preprocess(img: Any, *, size: int, crop_pct: float, mean: tuple, std: tuple) -> np.ndarray:
-    """Resize shorter side to size/crop_pct (bicubic), centre-crop, normalise. Returns (3,H,W) f32."""
+    """Resize shorter side to size/crop_pct (bicubic), centre-crop, normalise. `(3, H, W)` f32."""
     from PIL import Image
 
     scale = int(round(size / crop_pct))
@@ -125,7 +125,9 @@ class EfficientNetLite0Encoder:
         try:
             state = torch.load(self.weights, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"cannot read EfficientNet-Lite0 weights {self.weights}: {e}") from e
+            raise ModelLoadError(
+                f"cannot read EfficientNet-Lite0 weights {self.weights}: {e}"
+            ) from e
         model = timm.create_model("efficientnet_lite0", pretrained=False)
         target = model.state_dict()
         src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
@@ -159,7 +161,10 @@ class EfficientNetLite0Encoder:
             x = np.stack(
                 [
                     _preprocess(
-                        im, size=EFFNET_INPUT, crop_pct=EFFNET_CROP_PCT, mean=EFFNET_MEAN,
+                        im,
+                        size=EFFNET_INPUT,
+                        crop_pct=EFFNET_CROP_PCT,
+                        mean=EFFNET_MEAN,
                         std=EFFNET_STD,
                     )
                     for im in chunk
@@ -182,13 +187,15 @@ class EfficientNetLite0Encoder:
         feats, _ = self._batches(inputs, batch_size)
         return l2_normalize(feats) if normalize else feats
 
-    def encode_with_labels(self, inputs: Any, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """One pass: `(n, 1280)` float32 unit vectors and `(n, 1000)` float32 ImageNet probabilities."""
+    def encode_with_labels(
+        self, inputs: Any, *, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: `(n, 1280)` float32 unit vectors, `(n, 1000)` float32 ImageNet probs."""
         feats, probs = self._batches(inputs, batch_size)
         return l2_normalize(feats), probs
 
     def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-        """Image queries (no text tower: bridge text through labels). `(n, 1280)` float32, unit rows."""
+        """Image queries (no text tower; bridge text via labels). `(n, 1280)` float32, unit rows."""
         return self.encode(inputs, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
@@ -280,7 +287,9 @@ class OpenClipEncoder:
         self.labels = imagenet_labels()
         self._label_vecs: np.ndarray | None = None
         self._cache_dir = Path(cache_dir) if cache_dir else default_home() / "cache" / "encoders"
-        logger.info("loaded open_clip %s from %s (%d-d) on %s", arch, self.weights, self.dim, device)
+        logger.info(
+            "loaded open_clip %s from %s (%d-d) on %s", arch, self.weights, self.dim, device
+        )
 
     def _infer_dim(self) -> int:
         import torch
@@ -293,7 +302,9 @@ class OpenClipEncoder:
 
     def _weights_digest(self) -> str:
         st = Path(self.weights).stat()
-        return hashlib.sha256(f"{self.arch}|{self.weights}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        return hashlib.sha256(
+            f"{self.arch}|{self.weights}|{st.st_size}|{st.st_mtime_ns}".encode()
+        ).hexdigest()[:16]
 
     def _encode_images(self, inputs: Any, batch_size: int) -> np.ndarray:
         import torch
@@ -314,7 +325,9 @@ class OpenClipEncoder:
         for start in range(0, len(texts), max(1, batch_size)):
             tokens = self._tokenizer(texts[start : start + batch_size]).to(self.device)
             with torch.inference_mode():
-                out[start : start + tokens.shape[0]] = self._model.encode_text(tokens).float().cpu().numpy()
+                out[start : start + tokens.shape[0]] = (
+                    self._model.encode_text(tokens).float().cpu().numpy()
+                )
         return out
 
     def label_vectors(self) -> np.ndarray:
@@ -339,7 +352,9 @@ class OpenClipEncoder:
         vecs = self._encode_images(inputs, batch_size)
         return l2_normalize(vecs) if normalize else vecs
 
-    def encode_with_labels(self, inputs: Any, *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    def encode_with_labels(
+        self, inputs: Any, *, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`(n, dim)` float32 unit image vectors and `(n, 1000)` float32 zero-shot probabilities."""
         vecs = l2_normalize(self._encode_images(inputs, batch_size))
         if len(vecs) == 0:
@@ -392,4 +407,6 @@ def create_open_clip(
         )
     if not Path(weights).expanduser().is_file():
         raise ModelLoadError(f"open-clip weights file not found: {weights}")
-    return OpenClipEncoder(model, weights, device=device, num_threads=num_threads, cache_dir=cache_dir)
+    return OpenClipEncoder(
+        model, weights, device=device, num_threads=num_threads, cache_dir=cache_dir
+    )

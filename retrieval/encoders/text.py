@@ -88,11 +88,17 @@ class SentenceTransformerEncoder:
         except Exception as e:  # noqa: BLE001 - any loader failure means unusable weights
             raise ModelLoadError(f"cannot load text model '{self.model_path}': {e}") from e
         self._model.eval()
-        dim = self._model.get_sentence_embedding_dimension()
+        getter = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        dim = getter()
         if dim is None:
             raise ModelLoadError(f"text model '{self.model_path}' does not report its dimension")
         self.dim = int(dim)
-        logger.info("loaded text encoder %s (%s, %d-d) on %s", name, self.model_path, self.dim, device)
+        logger.info(
+            "loaded text encoder %s (%s, %d-d) on %s", name, self.model_path, self.dim, device
+        )
 
     def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
         """Encode strings.
@@ -122,7 +128,7 @@ class SentenceTransformerEncoder:
         return l2_normalize(vecs) if normalize else vecs
 
     def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-        """Queries and documents share one space for MiniLM. Returns `(n, dim)` float32, unit rows."""
+        """Queries and documents share one space for MiniLM. `(n, dim)` float32, unit rows."""
         return self.encode(inputs, batch_size=batch_size, normalize=True)
 
     def get_config(self) -> dict[str, Any]:
