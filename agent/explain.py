@@ -324,7 +324,7 @@ class Explainer:
             for piece in self._pieces(prompt, streaming):
                 raw += piece
                 sentences = split_sentences(_clean(raw))
-                done = sentences if not streaming else sentences[:-1]
+                done = sentences[:-1]  # the last one may still be growing
                 while len(shown) < min(len(done), MAX_SENTENCES):
                     sentence = done[len(shown)]
                     if sentence in shown:  # small models repeat themselves: stop there

@@ -34,7 +34,10 @@ _CONNECTORS = {"of", "the", "and", "a", "an", "in", "on", "to", "for", "de", "la
 _STARTERS = {"it", "its", "it's", "you", "your", "you've", "this", "that", "these", "those", "because",
              "like", "and", "but", "both", "if", "as", "since", "also", "recommended", "we", "i",
              "they", "so", "here", "there", "based", "given", "why", "not", "fans", "people", "users",
-             "many", "some", "other", "another", "all", "more", "what", "when", "while", "with"}
+             "many", "some", "other", "another", "all", "more", "what", "when", "while", "with",
+             "the", "a", "an", "fans", "viewers", "just", "unlike", "after", "before", "in", "on",
+             "for", "from", "at", "then", "yes", "no", "great", "enjoy", "try", "watch", "check",
+             "similar", "our", "my", "he", "she", "his", "her", "their", "them", "how", "who"}
 _SPELLED = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
             "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
 _MODALITY_CLAIMS = {
@@ -193,16 +196,16 @@ def _span_ok(span: str, pos: int, text: str, allowed: list[str]) -> bool:
     if len(parts) > 1 and _fold(span) not in " | ".join(allowed):
         return all(_span_ok(p, pos if i == 0 else -1, text, allowed) for i, p in enumerate(parts))
     words = span.split()
-    first = True
+    while len(words) > 1 and words[-1][0].isdigit() and not any(_fold(span) in a for a in allowed):
+        words = words[:-1]  # "Star Wars 5": the number is checked on its own
     while words:
         if len(words) < 2:
             return True
         folded = _fold(" ".join(words))
         if any(folded in a for a in allowed):
             return True
-        if (first and pos >= 0 and _sentence_start(text, pos)) or words[0].lower().strip("'") in _STARTERS:
+        if words[0].lower().strip("'") in _STARTERS:
             words = words[1:]
-            first = False
             continue
         return False
     return True

@@ -36,6 +36,7 @@ class UserState:
     interactions: dict[str, Interaction] = field(default_factory=dict)  # by item id
     avoid: list[str] = field(default_factory=list)  # topics the user said no to ("horror")
     last_shown: list[str] = field(default_factory=list)  # item ids of the last list, for "#3"
+    last_query: str | None = None  # the request behind the last list, cited in explanations
 
     def history(self) -> list[Interaction]:
         """Interactions oldest first."""

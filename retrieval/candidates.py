@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -161,6 +162,7 @@ class CandidateGenerator:
         self._pos: dict[str, int] = {}
         self.models: dict[str, Any] = {}
         self._log: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._cols: dict[tuple[str, int, int], np.ndarray] = {}  # index ids -> item columns
 
     @property
     def n_items(self) -> int:
@@ -176,6 +178,7 @@ class CandidateGenerator:
         cfg = self.config
         self.item_ids = [str(i) for i in item_ids]
         self._pos = {i: k for k, i in enumerate(self.item_ids)}
+        self._cols = {}
         df = interactions[interactions["item_id"].isin(self._pos)]
         users = pd.factorize(df["user_id"])[0]
         items = df["item_id"].map(self._pos).to_numpy(np.int64)
@@ -190,7 +193,9 @@ class CandidateGenerator:
             logger.info("EASE skipped: %d items > ease_max_items=%d", self.n_items, cfg.ease_max_items)
         self.models["itemknn"] = ItemKNN(cfg.knn_k, cfg.knn_shrink).fit(binary)
         self.models["transitions"] = Transitions(cfg.trans_window, cfg.trans_step_decay, cfg.trans_smoothing).fit(ordered)
-        self._log = (items, df["timestamp"].to_numpy(np.int64))
+        times = df["timestamp"].to_numpy(np.int64)
+        order = np.argsort(times, kind="stable")
+        self._log = (items[order], times[order])
         return self
 
     def with_index(self, index: ItemIndex) -> CandidateGenerator:
@@ -216,7 +221,10 @@ class CandidateGenerator:
         out = np.full((len(vectors), self.n_items), np.nan, np.float32)
         if hasattr(self.index, "scores"):
             ids, s = self.index.scores(space, vectors)
-            cols = np.array([self._pos.get(i, -1) for i in ids])
+            key = (space, id(ids), len(ids))
+            if key not in self._cols:
+                self._cols = {key: np.array([self._pos.get(i, -1) for i in ids], dtype=np.int64)}
+            cols = self._cols[key]
             keep = cols >= 0
             out[:, cols[keep]] = s[:, keep]
             return out
@@ -264,7 +272,7 @@ class CandidateGenerator:
         at = np.array([h.last_time or latest for h in histories], dtype=np.int64)
         with clock("popularity"):
             out["popularity"] = time_decayed_popularity(items, times, at, self.n_items,
-                                                        half_life_days=cfg.pop_half_life_days)
+                                                        half_life_days=cfg.pop_half_life_days, assume_sorted=True)
         excl = [h.seen for h in histories]
         for space in self.content_spaces:
             if self.index.has(space):
@@ -331,13 +339,14 @@ class CandidateGenerator:
             weights = {"popularity": 1.0}
         merged, contrib = merge_scores(raw, seen, weights)
         ids, _ = top_k(merged, n or self.config.n_candidates)
+        top = ids[0][ids[0] >= 0]
+        raw_top = {k: v[0, top].tolist() for k, v in raw.items()}
+        parts_top = {k: v[0, top].tolist() for k, v in contrib.items()}
         out: list[Candidate] = []
-        for rank, j in enumerate(ids[0], start=1):
-            if j < 0:
-                break
-            sources = {k: float(s[0, j]) for k, s in raw.items() if np.isfinite(s[0, j])}
-            parts = {k: float(c[0, j]) for k, c in contrib.items() if c[0, j] != 0.0}
-            out.append(Candidate(self.item_ids[j], float(merged[0, j]), sources, rank, parts))
+        for r, j in enumerate(top.tolist()):
+            sources = {k: v[r] for k, v in raw_top.items() if math.isfinite(v[r])}
+            parts = {k: v[r] for k, v in parts_top.items() if v[r] != 0.0}
+            out.append(Candidate(self.item_ids[j], float(merged[0, j]), sources, r + 1, parts))
         return out
 
 

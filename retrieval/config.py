@@ -63,6 +63,17 @@ class LLMConfig:
     time_budget_s: float = 15.0  # re-rank budget per request; past it the retriever order stands
     num_threads: int = 2  # torch threads on CPU
     endpoint: str | None = None  # base URL for backend == "openai"
+    reranker: str = "llm-pointwise"  # "llm-pointwise", "llm-listwise" or "identity" (no LLM)
+    alpha: float = 0.5  # LLM weight in the final score; tuned on validation users (docs/rerank.md)
+    rerank_top: int = 20  # how many retriever candidates the LLM re-scores; the rest keep order
+    explain: bool = True  # let the LLM word explanations (False = deterministic template only)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    interactions: str | None = None  # "ml-100k" (packaged), a CSV/Parquet file, or None
+    items: str | None = None  # items file for `interactions` when it is a user's own file
+    users_path: str | None = None  # feedback log (JSONL); None = <store>/users.jsonl
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class FusionrecConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FusionrecConfig:

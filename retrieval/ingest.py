@@ -165,7 +165,7 @@ def _encode_media(
         store.upsert(
             f"{modality}-text",
             ids,
-            bridge.project(probs),
+            bridge.to_text_space(probs),
             metas,
             encoder_config={"bridge": enc.get_config(), "text": encoders.text.get_config()},
         )
@@ -180,9 +180,9 @@ def _media_loader(modality: str) -> Callable[[str], Any]:
         from retrieval.encoders.image import load_image
 
         return load_image
-    from retrieval.encoders.audio import load_audio
+    from retrieval.encoders.audio import YAMNET_SR, load_audio
 
-    return load_audio
+    return lambda path: (load_audio(path), YAMNET_SR)  # encoders take (samples, rate)
 
 
 def ingest_items(

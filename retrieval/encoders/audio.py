@@ -272,22 +272,33 @@ class YamnetEncoder:
         ).hexdigest()[:12]
         cache = Path(cache_dir).expanduser() if cache_dir else default_home() / "cache" / "encoders"
         self.model_path = cache / f"yamnet-fp32-{key}.onnx"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(num_threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
         try:
+            if self.model_path.is_file():
+                try:
+                    self._session = ort.InferenceSession(
+                        str(self.model_path), opts, providers=["CPUExecutionProvider"]
+                    )
+                except Exception as e:  # noqa: BLE001 - a damaged cache is rebuilt once
+                    logger.warning("rebuilding damaged YAMNet cache %s: %s", self.model_path, e)
+                    self.model_path.unlink()
             if not self.model_path.is_file():
                 convert_yamnet(zip_path, self.model_path)
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, int(num_threads))
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            self._session = ort.InferenceSession(
-                str(self.model_path), opts, providers=["CPUExecutionProvider"]
-            )
+                self._session = ort.InferenceSession(
+                    str(self.model_path), opts, providers=["CPUExecutionProvider"]
+                )
         except ModelLoadError:
             raise
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"cannot prepare YAMNet from {zip_path}: {e}") from e
         self._input = self._session.get_inputs()[0].name
-        self._outputs = [o.name for o in self._session.get_outputs()]
+        names = [o.name for o in self._session.get_outputs()]
+        if YAMNET_EMBEDDING not in names:
+            raise ModelLoadError(f"{self.model_path} lacks the {YAMNET_EMBEDDING} output")
+        self._outputs = [n for n in names if n != YAMNET_EMBEDDING][:1] + [YAMNET_EMBEDDING]
         self.labels = yamnet_labels()
         logger.info("loaded yamnet (%s)", self.model_path)
 
@@ -334,6 +345,7 @@ class YamnetEncoder:
         return self.encode(inputs, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
+        """Identity stored with the vectors: name, packaged model id, dim."""
         return {"name": self.name, "modality": self.modality, "model": YAMNET_ID, "dim": self.dim}
 
 

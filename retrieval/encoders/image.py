@@ -38,7 +38,7 @@ def load_image(image: Any) -> Any:
         image: a file path (str or Path) or a PIL image.
 
     Returns:
-        A loaded `PIL.Image.Image` in RGB mode.
+        A loaded `PIL.Image.Image` in RGB mode; transparency is flattened onto white.
 
     Raises:
         ValueError: the file is missing, unreadable, not an image, truncated or too large;
@@ -47,7 +47,7 @@ def load_image(image: Any) -> Any:
     from PIL import Image
 
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return _to_rgb(image)
     if not isinstance(image, (str, Path)):
         raise ValueError(f"image input must be a path or PIL image, got {type(image).__name__}")
     text = str(image)
@@ -61,9 +61,22 @@ def load_image(image: Any) -> Any:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{img.width}x{img.height} pixels is over {MAX_IMAGE_PIXELS}")
             img.load()
-            return img.convert("RGB")
+            return _to_rgb(img)
     except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
         raise ValueError(f"image {path}: cannot decode ({type(e).__name__}: {e})") from e
+
+
+def _to_rgb(img: Any) -> Any:
+    """RGB copy; transparent pixels are composited onto white (sprites and clip art)."""
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def _preprocess(img: Any, *, size: int, crop_pct: float, mean: tuple, std: tuple) -> np.ndarray:
@@ -199,7 +212,13 @@ class EfficientNetLite0Encoder:
         return self.encode(inputs, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "modality": self.modality, "model": EFFNET_ID, "dim": self.dim}
+        """Identity stored with the vectors: name, model (packaged id or weights file), dim."""
+        try:
+            packaged = Path(self.weights) == packaged_effnet_weights()
+        except ModelLoadError:
+            packaged = False
+        model = EFFNET_ID if packaged else f"efficientnet_lite0@{Path(self.weights).name}"
+        return {"name": self.name, "modality": self.modality, "model": model, "dim": self.dim}
 
 
 def packaged_effnet_weights() -> Path:
@@ -377,6 +396,7 @@ class OpenClipEncoder:
         return self.encode(batch, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
+        """Identity stored with the vectors: name, architecture@weights file name, dim."""
         return {
             "name": self.name,
             "modality": self.modality,

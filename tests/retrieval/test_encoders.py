@@ -110,7 +110,7 @@ def tiny_clap(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
         vocab[ch] = len(vocab)
     vocab["<mask>"] = len(vocab)
     tokenizer = RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)
-    features = ClapFeatureExtractor(truncation="rand_trunc", max_length_s=4)
+    features = ClapFeatureExtractor(feature_size=16, truncation="rand_trunc", max_length_s=2)
     config = ClapConfig(
         text_config={
             "vocab_size": len(vocab),
@@ -127,8 +127,8 @@ def tiny_clap(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
             "depths": [1, 1],
             "num_heads": [1, 1],
             "window_size": 8,
-            "spec_size": 256,
-            "num_mel_bins": 64,
+            "spec_size": 64,
+            "num_mel_bins": 16,
             "patch_size": 4,
             "patch_stride": [4, 4],
             "intermediate_size": 32,
@@ -295,6 +295,19 @@ def test_corrupt_and_missing_images_raise_naming_the_file(
         load_image(truncated)
 
 
+def test_load_image_flattens_transparency_onto_white(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from retrieval.encoders.image import load_image
+
+    sprite = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    sprite.paste((255, 0, 0, 255), (2, 2, 6, 6))
+    sprite.save(tmp_path / "sprite.png")
+    rgb = np.asarray(load_image(tmp_path / "sprite.png"))
+    assert rgb.shape == (8, 8, 3)
+    assert tuple(rgb[0, 0]) == (255, 255, 255) and tuple(rgb[3, 3]) == (255, 0, 0)
+
+
 def test_open_clip_loads_the_given_file(
     tiny_clip: tuple[Path, Path, dict[str, Any]], cache_dir: Path
 ) -> None:
@@ -400,6 +413,16 @@ def test_yamnet_conversion_is_fp32_and_batches(audio_enc: Any, tmp_path: Path) -
     np.testing.assert_allclose(one_s[0], scores[1], atol=1e-4)
 
 
+def test_yamnet_rebuilds_a_damaged_cache(tmp_path: Path) -> None:
+    from retrieval.encoders.audio import YamnetEncoder
+
+    first = YamnetEncoder(cache_dir=tmp_path)
+    first.model_path.write_bytes(b"not an onnx model")
+    second = YamnetEncoder(cache_dir=tmp_path)
+    assert second.model_path == first.model_path
+    np.testing.assert_allclose(second.encode(SPEECH), first.encode(SPEECH), atol=1e-5)
+
+
 def load_speech() -> np.ndarray:
     from retrieval.encoders.audio import load_audio
 
@@ -416,7 +439,7 @@ def test_clap_loads_the_given_folder(
         np.testing.assert_array_equal(loaded[key].numpy(), state[key].numpy())
     assert enc.dim == 16
     long_clip = (np.random.default_rng(2).uniform(-0.3, 0.3, SR * 9).astype(np.float32), SR)
-    vecs = enc.encode([long_clip, SPEECH])  # 9 s > the 4 s window: windows are averaged
+    vecs = enc.encode([long_clip, SPEECH])  # 9 s > the 2 s window: windows are averaged
     _check_unit(vecs, 2, 16)
     _check_unit(enc.encode_query(["a person talking", "drum music"]), 2, 16)
 
@@ -426,6 +449,20 @@ def test_clap_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
         create_encoder("clap")
     with pytest.raises(ModelLoadError, match="cannot load CLAP"):
         create_encoder("clap", model=str(tmp_path))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["minilm", "efficientnet-lite0"])
+def test_cuda_matches_cpu(name: str, request: pytest.FixtureRequest) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    inputs = SPECS[name].inputs(request)
+    cpu = SPECS[name].build(request).encode(inputs)
+    gpu = create_encoder(name, device="cuda").encode(inputs)
+    assert gpu.dtype == np.float32
+    np.testing.assert_allclose(gpu, cpu, atol=2e-3)
 
 
 # ---------------------------------------------------------------- bridge

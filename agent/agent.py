@@ -1,0 +1,321 @@
+"""`RecommendationAgent`: the one entry point the CLI, the UI and Python callers share."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.records import Explanation, Recommendation, RecommendResult
+from agent.users import Interaction, UserStore
+from retrieval.catalogue import Item
+from retrieval.config import FusionrecConfig
+from retrieval.errors import CatalogueError, FusionrecError
+from retrieval.ingest import Encoders, IngestReport, ingest_catalogue, items_from_store
+from retrieval.store import VectorStore
+
+logger = logging.getLogger(__name__)
+
+CONTENT_SPACES = ("text", "image", "audio")
+ALL_SPACES = ("text", "image", "audio", "image-text", "audio-text")
+
+
+class _LazyLLM:
+    """Loads the LLM on first use and shares it between re-ranker and explainer."""
+
+    def __init__(self, cfg: Any, cache_dir: Path) -> None:
+        self._cfg, self._cache, self._llm, self._lock = cfg, cache_dir, None, threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._llm is None:
+                from agent.llm import load_llm
+
+                self._llm = load_llm(
+                    self._cfg.model, backend=self._cfg.backend, device=self._cfg.device,
+                    quantization=self._cfg.quantization, cache_dir=self._cache,
+                    num_threads=self._cfg.num_threads,
+                )
+            return self._llm
+
+    def generate(self, prompt: str, **kw: Any) -> str:
+        return self.get().generate(prompt, **kw)
+
+    def stream(self, prompt: str, **kw: Any) -> Iterator[str]:
+        return self.get().stream(prompt, **kw)
+
+
+class RecommendationAgent:
+    """Recommend, explain, chat and take feedback over one catalogue.
+
+    Build it with `from_config()`; the constructor takes ready parts so tests and other
+    front ends can swap any of them.
+    """
+
+    def __init__(
+        self, *, config: FusionrecConfig, store: VectorStore, encoders: Encoders, users: UserStore,
+        reranker: Any, explainer_llm: Any | None = None, interactions: Any | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.encoders = encoders
+        self.users = users
+        self.reranker = reranker
+        self._explainer_llm = explainer_llm
+        self._base = interactions  # DataFrame user_id, item_id, rating, timestamp (or None)
+        self._lock = threading.RLock()
+        self._last: dict[str, RecommendResult] = {}
+        self._last_candidates: dict[str, dict[str, Any]] = {}
+        self._refresh()
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: FusionrecConfig | str | Path | None = None) -> RecommendationAgent:
+        """Open the store, load encoders and interactions; the LLM loads on first use."""
+        if config is None:
+            cfg = FusionrecConfig()
+        elif isinstance(config, FusionrecConfig):
+            cfg = config
+        else:
+            cfg = FusionrecConfig.from_toml(config)
+        store = VectorStore.from_config(cfg)
+        encoders = Encoders.from_config(cfg.encoders)
+        interactions = _load_interactions(cfg)
+        users_path = cfg.data.users_path or cfg.store_path() / "users.jsonl"
+        users = UserStore(users_path)
+        if interactions is not None:
+            users.load_history(
+                Interaction(str(r.user_id), str(r.item_id), float(r.rating), float(r.timestamp))
+                for r in interactions.itertuples(index=False)
+            )
+        from agent.rerank import create_reranker
+
+        llm = None
+        if cfg.llm.reranker == "identity" or cfg.llm.model == "none":
+            reranker = create_reranker("identity")
+        else:
+            llm = _LazyLLM(cfg.llm, cfg.model_cache())
+            reranker = create_reranker(
+                cfg.llm.reranker, llm=_Deferred(llm), alpha=cfg.llm.alpha, time_budget_s=cfg.llm.time_budget_s,
+            )
+        return cls(config=cfg, store=store, encoders=encoders, users=users, reranker=reranker,
+                   explainer_llm=llm if cfg.llm.explain else None, interactions=interactions)
+
+    def _refresh(self) -> None:
+        """(Re)build everything derived from the catalogue: items, candidate generator, co-likes."""
+        from agent.evidence import CoLikes
+        from agent.explain import Explainer
+        from retrieval.candidates import CandidateGenerator, HybridConfig
+
+        import pandas as pd
+
+        self.items: dict[str, Item] = items_from_store(self.store)
+        ids = sorted(self.items)
+        base = self._base if self._base is not None else pd.DataFrame(
+            {"user_id": [], "item_id": [], "rating": [], "timestamp": []})
+        spaces = tuple(s for s in CONTENT_SPACES if self.store.count(s) > 0)
+        weights = dict(HybridConfig().weights)
+        for s in spaces:
+            weights.setdefault(f"content-{s}", getattr(self.config.fusion, s) * weights.get("content-text", 0.1))
+        hybrid = HybridConfig(n_candidates=self.config.retrieval.n_candidates, weights=weights)
+        self.generator = CandidateGenerator(
+            self.store, config=hybrid, content_spaces=spaces,
+            query_spaces=tuple(s for s in ("text", "image-text", "audio-text") if self.store.count(s) > 0),
+            text_encoder=self.encoders.text,
+        ).fit(base, ids)
+        self._user_rows = {u: n for n, u in enumerate(pd.unique(base["user_id"]))}
+        self._item_cols = {i: n for n, i in enumerate(ids)}
+        rows = base["user_id"].map(self._user_rows).to_numpy()
+        cols = base["item_id"].map(self._item_cols)
+        ok = cols.notna().to_numpy()
+        from scipy import sparse
+
+        matrix = sparse.csr_matrix(
+            (base["rating"].to_numpy(np.float32)[ok], (rows[ok], cols[ok].to_numpy(np.int64))),
+            shape=(len(self._user_rows), len(ids)),
+        )
+        self.co_likes = CoLikes(matrix, ids)
+        self.explainer = Explainer(self._explainer_llm, items=self.items)
+
+    # ---- public API --------------------------------------------------------------------------
+    def ingest(self, path: str | Path, *, show_progress: bool = False) -> IngestReport:
+        """Add or update catalogue items from a JSONL/CSV/Parquet file; bad rows are reported."""
+        report = ingest_catalogue(path, self.store, self.encoders, batch_size=self.config.encoders.batch_size,
+                                  show_progress=show_progress)
+        with self._lock:
+            self._refresh()
+        return report
+
+    def recommend(self, user_id: str, k: int = 10, query: str | None = None) -> RecommendResult:
+        """Top-k items for a user, re-ranked by the LLM when it fits its time budget.
+
+        Unknown users start cold (popularity, or the query) and are remembered.
+        """
+        if not self.items:
+            raise CatalogueError("the catalogue is empty; run `fusionrec ingest FILE` first")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        from agent.rerank import UserContext
+
+        user_id = str(user_id)
+        state = self.users.get(user_id)
+        history = self._history(user_id)
+        exclude = self._avoided(state.avoid)
+        cands = self.generator.generate(history, query=query or None, exclude=exclude)
+        top = self.config.llm.rerank_top
+        ctx = UserContext(
+            liked=[(self.items[i].title, r) for i, r in zip(history.item_ids, history.ratings, strict=True)
+                   if i in self.items][-20:],
+            disliked=[self.items[i].title for i in history.disliked if i in self.items][-10:],
+            request=query or None, user_id=user_id,
+        )
+        ranked = self.reranker.rank(ctx, cands[:top], self.items)
+        entries = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]
+        rest = [(c, c.score, None) for c in cands[top:]]
+        recs = [
+            Recommendation(item=self.items[c.item_id], score=float(s), rank=n, sources=dict(c.sources),
+                           llm_score=None if llm is None else float(llm))
+            for n, (c, s, llm) in enumerate((entries + rest)[:k], start=1)
+        ]
+        reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
+        note = ranked.fallback_reason
+        result = RecommendResult(user_id=user_id, items=recs, reranked=reranked, note=note, query=query)
+        with self._lock:
+            state.last_shown = [r.item.id for r in recs]
+            state.last_query = query
+            self._last[user_id] = result
+            self._last_candidates[user_id] = {c.item_id: c for c in cands}
+        return result
+
+    def explain(self, user_id: str, item_id: str) -> Explanation:
+        """Why this item for this user, from evidence only (works for items not recommended)."""
+        gen = self.explain_stream(user_id, item_id)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def explain_stream(self, user_id: str, item_id: str) -> Iterator[str]:
+        """Stream the explanation (whole text so far); the generator returns the Explanation."""
+        evidence = self.evidence(user_id, item_id)
+        return (yield from self.explainer.stream(evidence))
+
+    def evidence(self, user_id: str, item_id: str) -> Any:
+        """The `Evidence` record behind `item_id` for `user_id`."""
+        from agent.evidence import HistoryEntry, build_evidence, labels_from_metadata
+        from retrieval.profiles import profile_weights
+
+        user_id, item_id = str(user_id), str(item_id)
+        if item_id not in self.items:
+            raise CatalogueError(f"unknown item id '{item_id}'")
+        state = self.users.get(user_id)
+        history = self._history(user_id)
+        hc = self.generator.config
+        ids, weights = profile_weights(history, half_life=hc.content_half_life,
+                                       like_threshold=hc.content_like_threshold, negative_weight=hc.negative_weight)
+        ratings = dict(zip(history.item_ids, history.ratings, strict=True))
+        entries = [HistoryEntry(i, float(w), ratings.get(i)) for i, w in zip(ids, weights, strict=True)
+                   if i in self.items]
+        wanted = list(dict.fromkeys([e.item_id for e in entries] + [item_id]))
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        for space in ALL_SPACES:
+            got, vecs, _ = self.store.get(space, wanted)
+            vectors[space] = {i: v for i, v in zip(got, vecs, strict=False)}
+        _, _, metas = self.store.get("text", wanted, include_vectors=False)
+        labels = {m.get("id", ""): labels_from_metadata(m) for m in metas}
+        request = getattr(state, "last_query", None)
+        request_vector = self.encoders.text.encode_query([request])[0] if request else None
+        last = self._last.get(user_id)
+        rec = next((r for r in last.items if r.item.id == item_id), None) if last else None
+        return build_evidence(
+            item_id, entries, items=self.items, vectors=vectors,
+            weights=dataclasses.asdict(self.config.fusion), labels=labels, co_likes=self.co_likes,
+            user_index=self._user_rows.get(user_id), request=request, request_vector=request_vector,
+            disliked_topics=state.avoid, candidate=self._last_candidates.get(user_id, {}).get(item_id),
+            llm_score=rec.llm_score if rec else None, rank=rec.rank if rec else None,
+        )
+
+    def feedback(self, user_id: str, item_id: str, liked: bool) -> None:
+        """Record a like/dislike; the next `recommend` call reflects it."""
+        if str(item_id) not in self.items:
+            raise CatalogueError(f"unknown item id '{item_id}'")
+        self.users.add_feedback(str(user_id), str(item_id), bool(liked))
+
+    def chat(self, user_id: str, message: str, history: list[Any] | None = None) -> Iterator[str]:
+        """Answer one chat message, streaming the whole reply so far (replace, don't append)."""
+        from agent.chat import respond
+
+        return respond(self, str(user_id), message)
+
+    def last_result(self, user_id: str) -> RecommendResult | None:
+        """The most recent list shown to this user (what "#3" refers to in chat)."""
+        return self._last.get(str(user_id))
+
+    def find_item(self, text: str) -> Item | None:
+        """The catalogue item whose title best matches `text` (for "why not X?")."""
+        import difflib
+
+        titles = {it.title.lower(): it for it in self.items.values()}
+        needle = text.lower().strip()
+        for title, item in titles.items():
+            if needle and (needle == title or title.startswith(needle + " (")):
+                return item
+        match = difflib.get_close_matches(needle, list(titles), n=1, cutoff=0.6)
+        return titles[match[0]] if match else None
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _history(self, user_id: str) -> Any:
+        from retrieval.profiles import History
+
+        state = self.users.get(user_id)
+        liked = [i for i in state.history() if i.item_id in self.items and not
+                 (i.source == "feedback" and i.rating <= 2)]
+        disliked = [i.item_id for i in state.history() if i.source == "feedback" and i.rating <= 2]
+        return History([i.item_id for i in liked], [i.rating for i in liked],
+                       [int(i.timestamp) for i in liked], disliked)
+
+    def _avoided(self, topics: list[str]) -> list[str]:
+        """Items whose tags or title mention a topic the user said no to."""
+        if not topics:
+            return []
+        import re
+
+        pats = [re.compile(rf"\b{re.escape(t.lower().rstrip('s'))}s?\b") for t in topics if t.strip()]
+        out = []
+        for item in self.items.values():
+            hay = " ".join([item.title, *item.tags]).lower()
+            if any(p.search(hay) for p in pats):
+                out.append(item.id)
+        return out
+
+
+class _Deferred:
+    """Looks like a loaded LLM to the re-ranker but loads on first attribute access."""
+
+    def __init__(self, lazy: _LazyLLM) -> None:
+        self._lazy = lazy
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._lazy.get(), name)
+
+
+def _load_interactions(cfg: FusionrecConfig) -> Any | None:
+    """Base interaction history named in config, as a DataFrame (or None)."""
+    src = cfg.data.interactions
+    if not src:
+        return None
+    if src == "ml-100k":
+        from retrieval.movielens import load_movielens
+
+        return load_movielens().interactions
+    if not cfg.data.items:
+        raise FusionrecError("[data] interactions is a file; set [data] items to its items file too")
+    from retrieval.movielens import load_user_data
+
+    return load_user_data(src, cfg.data.items).interactions
