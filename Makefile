@@ -39,7 +39,7 @@ test-slow: setup setup-system setup-llm  ## tests that need the 1.5B LLM
 
 demo: setup setup-llm  ## build the demo catalogue, ingest it, serve the app on 127.0.0.1
 	$(BIN)/fusionrec demo --dir $(DEMO_DIR)
-	$(BIN)/python app.py --store $(DEMO_DIR)/store
+	$(BIN)/python app.py --config $(DEMO_DIR)/fusionrec.toml
 
 eval: setup
 	$(BIN)/fusionrec eval --dataset ml-100k --out docs/eval-ml100k.json

@@ -70,6 +70,92 @@ def cmd_demo_catalogue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent(args: argparse.Namespace) -> Any:
+    from agent.agent import RecommendationAgent
+
+    return RecommendationAgent.from_config(_config(args))
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    result = _agent(args).recommend(args.user, k=args.k, query=args.query)
+    lines = [f"{r.rank:>2}. {r.item.title}  [{r.item.id}]  score {r.score:.3f}" for r in result.items]
+    if result.note:
+        lines.append(f"note: {result.note}")
+    _emit(result.to_dict(), args.json, "\n".join(lines))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    exp = _agent(args).explain(args.user, args.item)
+    _emit(exp.to_dict(), args.json, exp.text)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from retrieval.evaluate import run_eval
+
+    if args.interactions or args.items:
+        if not (args.interactions and args.items):
+            raise FusionrecError("--interactions and --items go together")
+        result = run_eval(dataset=None, interactions=args.interactions, items=args.items, out=args.out)
+    else:
+        result = run_eval(dataset=args.dataset, out=args.out)
+    rows = [f"{'model':<14} {'ndcg@10':>8} {'recall@10':>9} {'recall@50':>9} {'hr@10':>7}"]
+    for name, m in result["models"].items():
+        rows.append(f"{name:<14} {m.get('ndcg@10', 0):>8.4f} {m.get('recall@10', 0):>9.4f} "
+                    f"{m.get('recall@50', float('nan')):>9.4f} {m.get('hr@10', 0):>7.4f}")
+    print("\n".join(rows) + f"\nusers: {result['users']}; written to {args.out}")
+    return 0
+
+
+def cmd_prepare_llm(args: argparse.Namespace) -> int:
+    from agent.llm_weights import PACKAGED, ensure_converted
+
+    cfg = _config(args)
+    name = args.model or cfg.llm.model
+    if name not in PACKAGED:
+        raise FusionrecError(f"'{name}' is not a packaged model; packaged: {', '.join(PACKAGED)}")
+    folder = ensure_converted(PACKAGED[name], cfg.model_cache())
+    print(f"{name}: verified and converted at {folder}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Demo catalogue + MovieLens-100K films and users in one store, and a config pointing at it."""
+    from retrieval.demo_catalogue import build_demo_catalogue
+    from retrieval.ingest import Encoders, ingest_catalogue, ingest_items
+    from retrieval.movielens import load_movielens_items
+    from retrieval.store import VectorStore
+
+    root = Path(args.dir).expanduser()
+    catalogue = build_demo_catalogue(root)
+    cfg_path = root / "fusionrec.toml"
+    store_path = root / "store"
+    cfg_path.write_text(
+        f'[store]\npath = "{store_path}"\n\n[data]\ninteractions = "ml-100k"\n'
+        f'users_path = "{root / "users.jsonl"}"\n'
+    )
+    args.config, args.store = str(cfg_path), None
+    cfg = _config(args)
+    store = VectorStore.from_config(cfg)
+    encoders = Encoders.from_config(cfg.encoders)
+    report = ingest_catalogue(catalogue, store, encoders, show_progress=not args.quiet)
+    print(f"demo assets: {report.summary()}")
+    films = ingest_items(load_movielens_items(), store, encoders, show_progress=not args.quiet)
+    print(f"MovieLens-100K films: {films.summary()}")
+    print(f"config: {cfg_path}  (fusionrec --config {cfg_path} serve)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import app
+
+    argv = ["--config", args.config] if args.config else []
+    argv += ["--host", args.host] if args.host else []
+    argv += ["--port", str(args.port)] if args.port else []
+    return int(app.main(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fusionrec", description="Local multimodal recommendation agent.")
     p.add_argument("--config", help="TOML config file (defaults are documented in retrieval/config.py)")
@@ -86,6 +172,42 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo-catalogue", help="build the demo catalogue from packaged CC0 assets")
     s.add_argument("--dir", default="~/.fusionrec/demo")
     s.set_defaults(func=cmd_demo_catalogue)
+
+    s = sub.add_parser("recommend", help="top-k recommendations for a user")
+    s.add_argument("--user", required=True)
+    s.add_argument("--k", type=int, default=10)
+    s.add_argument("--query", help="what the user asks for, in words")
+    s.add_argument("--store")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_recommend)
+
+    s = sub.add_parser("explain", help="why an item is (or is not) recommended to a user")
+    s.add_argument("--user", required=True)
+    s.add_argument("--item", required=True)
+    s.add_argument("--store")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("eval", help="leave-last-out evaluation: MovieLens-100K or your own data")
+    s.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
+    s.add_argument("--interactions", help="your interactions CSV/Parquet (user_id,item_id,rating,timestamp)")
+    s.add_argument("--items", help="your items file (id,title,...)")
+    s.add_argument("--out", required=True, help="result JSON; a Markdown table is written beside it")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("prepare-llm", help="verify (SHA-256) and convert the packaged LLM once")
+    s.add_argument("--model", help="packaged model name (default: config's)")
+    s.set_defaults(func=cmd_prepare_llm)
+
+    s = sub.add_parser("demo", help="build the demo catalogue, ingest it and MovieLens-100K")
+    s.add_argument("--dir", default="~/.fusionrec/demo")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="serve the Gradio app on 127.0.0.1")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
     return p
 
 
