@@ -110,7 +110,7 @@ class RecommendationAgent:
         """(Re)build everything derived from the catalogue: items, candidate generator, co-likes."""
         from agent.evidence import CoLikes
         from agent.explain import Explainer
-        from retrieval.candidates import CandidateGenerator, HybridConfig
+        from retrieval.candidates import CandidateGenerator
 
         import pandas as pd
 
@@ -119,10 +119,11 @@ class RecommendationAgent:
         base = self._base if self._base is not None else pd.DataFrame(
             {"user_id": [], "item_id": [], "rating": [], "timestamp": []})
         spaces = tuple(s for s in CONTENT_SPACES if self.store.count(s) > 0)
-        weights = dict(HybridConfig().weights)
-        for s in spaces:
+        hybrid = self.config.hybrid
+        weights = dict(hybrid.weights)
+        for s in spaces:  # image/audio profiles weigh relative to text as [fusion] says
             weights.setdefault(f"content-{s}", getattr(self.config.fusion, s) * weights.get("content-text", 0.1))
-        hybrid = HybridConfig(n_candidates=self.config.retrieval.n_candidates, weights=weights)
+        hybrid = dataclasses.replace(hybrid, n_candidates=self.config.retrieval.n_candidates, weights=weights)
         self.generator = CandidateGenerator(
             self.store, config=hybrid, content_spaces=spaces,
             query_spaces=tuple(s for s in ("text", "image-text", "audio-text") if self.store.count(s) > 0),

@@ -27,7 +27,13 @@ from retrieval.fusion import history_contributions, renormalise
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CoLikes", "HistoryEntry", "build_evidence", "labels_from_metadata", "supported_modalities"]
+__all__ = [
+    "CoLikes",
+    "HistoryEntry",
+    "build_evidence",
+    "labels_from_metadata",
+    "supported_modalities",
+]
 
 MODALITIES = ("text", "image", "audio")  # spaces whose cosines make up the content score
 TEXT_SPACES = ("text", "image-text", "audio-text")  # spaces a text request can be compared in
@@ -64,12 +70,16 @@ class CoLikes:
 
         matrix = sparse.csc_matrix(user_items, dtype=np.float32)
         if matrix.shape[1] != len(item_ids):
-            raise ValueError(f"user_items has {matrix.shape[1]} columns but {len(item_ids)} item ids")
+            raise ValueError(
+                f"user_items has {matrix.shape[1]} columns but {len(item_ids)} item ids"
+            )
         liked = (matrix >= min_value).astype(np.float32)
         self._liked = sparse.csc_matrix(liked)
         self._index = {str(i): n for n, i in enumerate(item_ids)}
 
-    def counts(self, item_id: str, others: Sequence[str], *, exclude_user: int | None = None) -> list[int]:
+    def counts(
+        self, item_id: str, others: Sequence[str], *, exclude_user: int | None = None
+    ) -> list[int]:
         """For each id in `others`: how many users liked both it and `item_id` (0 if unknown)."""
         col = self._index.get(item_id)
         cols = [self._index.get(o) for o in others]
@@ -132,8 +142,11 @@ def _history_links(
     titles: Mapping[str, str],
 ) -> tuple[list[HistoryLink], dict[str, float]]:
     """Per-(history item, modality) terms and per-modality weighted cosines (exact)."""
-    present = [m for m in MODALITIES if item_id in vectors.get(m, {})
-               and any(h.item_id in vectors[m] for h in history)]
+    present = [
+        m
+        for m in MODALITIES
+        if item_id in vectors.get(m, {}) and any(h.item_id in vectors[m] for h in history)
+    ]
     w = renormalise(weights, present)
     links: list[HistoryLink] = []
     scores: dict[str, float] = {}
@@ -147,13 +160,23 @@ def _history_links(
         scores[modality] = float(terms.sum())
         sims = hv.astype(np.float64) @ iv.astype(np.float64)
         for h, cos, term in zip(hist, sims, terms, strict=True):
-            links.append(HistoryLink(h.item_id, titles.get(h.item_id, h.item_id), modality,
-                                     float(cos), float(term), h.rating))
+            links.append(
+                HistoryLink(
+                    h.item_id,
+                    titles.get(h.item_id, h.item_id),
+                    modality,
+                    float(cos),
+                    float(term),
+                    h.rating,
+                )
+            )
     links.sort(key=lambda link: -abs(link.contribution))
     return links, scores
 
 
-def _tag_sets(item_id: str, items: Mapping[str, Item], labels: Mapping[str, Mapping[str, Sequence[str]]]) -> list[str]:
+def _tag_sets(
+    item_id: str, items: Mapping[str, Item], labels: Mapping[str, Mapping[str, Sequence[str]]]
+) -> list[str]:
     item = items.get(item_id)
     tags = list(item.tags) if item is not None else []
     for modality in ("image", "audio"):
@@ -179,20 +202,29 @@ def _matched_tags(
     matched = sorted((t for t in item_tags if liked_counts[t] > 0), key=lambda t: -liked_counts[t])
     topics = {t.casefold() for t in disliked_topics}
     against = [
-        t for t in item_tags
+        t
+        for t in item_tags
         if t.casefold() in topics
-        or (disliked and disliked_counts[t] / len(disliked) > (liked_counts[t] / len(liked) if liked else 0.0))
+        or (
+            disliked
+            and disliked_counts[t] / len(disliked)
+            > (liked_counts[t] / len(liked) if liked else 0.0)
+        )
     ]
     return matched, against
 
 
-def _request_score(item_id: str, request_vector: np.ndarray | None,
-                   vectors: Mapping[str, Mapping[str, np.ndarray]]) -> float | None:
+def _request_score(
+    item_id: str, request_vector: np.ndarray | None, vectors: Mapping[str, Mapping[str, np.ndarray]]
+) -> float | None:
     if request_vector is None:
         return None
     q = np.asarray(request_vector, np.float64).ravel()
-    sims = [float(np.asarray(vectors[s][item_id], np.float64) @ q)
-            for s in TEXT_SPACES if item_id in vectors.get(s, {})]
+    sims = [
+        float(np.asarray(vectors[s][item_id], np.float64) @ q)
+        for s in TEXT_SPACES
+        if item_id in vectors.get(s, {})
+    ]
     return max(sims) if sims else None
 
 

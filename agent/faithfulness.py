@@ -24,30 +24,45 @@ from dataclasses import dataclass
 from agent.evidence import MIN_MODALITY_SHARE, supported_modalities
 from agent.records import Evidence
 
-__all__ = ["FaithfulnessResult", "TitleIndex", "check_faithfulness", "title_forms"]
+__all__ = ["FaithfulnessResult", "TitleIndex", "check_faithfulness", "mask_titles", "title_forms"]
 
 _YEAR = re.compile(r"\s*\((?:\d{4}|[IVX]+)\)\s*$")
 _ARTICLE = re.compile(r"^(.*),\s*(The|A|An|Les|La|Le|Il|El|Das|Der|Die|L')$")
-_QUOTED = re.compile(r"\"([^\"]{1,200})\"|\u201c([^\u201d]{1,200})\u201d|(?<!\w)'([^']{2,200})'(?!\w)")
+_QUOTED = re.compile(
+    r"\"([^\"]{1,200})\"|\u201c([^\u201d]{1,200})\u201d|(?<!\w)'([^']{2,200})'(?!\w)"
+)
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?!\w)")
-_CONNECTORS = {"of", "the", "and", "a", "an", "in", "on", "to", "for", "de", "la", "with", "&", "from"}
-_STARTERS = {"it", "its", "it's", "you", "your", "you've", "this", "that", "these", "those", "because",
-             "like", "and", "but", "both", "if", "as", "since", "also", "recommended", "we", "i",
-             "they", "so", "here", "there", "based", "given", "why", "not", "fans", "people", "users",
-             "many", "some", "other", "another", "all", "more", "what", "when", "while", "with",
-             "the", "a", "an", "fans", "viewers", "just", "unlike", "after", "before", "in", "on",
-             "for", "from", "at", "then", "yes", "no", "great", "enjoy", "try", "watch", "check",
-             "similar", "our", "my", "he", "she", "his", "her", "their", "them", "how", "who"}
-_SPELLED = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-            "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_CONNECTORS = set("of the and a an in on to for de la with & from".split())
+_STARTERS = set(  # words a capitalised span may start with that are not part of a name
+    "it its it's you your you've this that these those because like and but both if as "
+    "since also recommended we i they so here there based given why not fans people users "
+    "many some other another all more what when while with the a an viewers just unlike "
+    "after before in on for from at then yes no great enjoy try watch check similar our "
+    "my he she his her their them how who".split()
+)
+_SPELLED = {
+    w: n
+    for n, w in enumerate("two three four five six seven eight nine ten eleven twelve".split(), 2)
+}
 _MODALITY_CLAIMS = {
-    "image": re.compile(r"\b(looks? like|cover art|artwork|posters?|visual(?:ly|s)?|imagery|"
-                        r"photo(?:graph)?s?)\b", re.I),
+    "image": re.compile(
+        r"\b(looks? like|cover art|artwork|posters?|visual(?:ly|s)?|imagery|"
+        r"photo(?:graph)?s?)\b",
+        re.I,
+    ),
     "audio": re.compile(r"\b(sounds? like|sounds?|audio|sonic(?:ally)?|listen(?:ing)?)\b", re.I),
 }
-_TAGGED = re.compile(r"\b(?:tagged|labell?ed)(?:\s+(?:as|with))?\s+[\"\u201c]?([^.,;:!?\"\u201d()]+)", re.I)
-_TAG_STOP = re.compile(r"\s+(?:like|just|as|which|that|and|or|the same|too|so|in|for|by|from)\b.*$", re.I)
-_RATED = re.compile(r"\brated\s+(?:it\s+|them\s+|this\s+)?(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:/\s*\d+|stars?\b|out of\b)", re.I)
+_TAGGED = re.compile(
+    r"\b(?:tagged|labell?ed)(?:\s+(?:as|with))?\s+[\"\u201c]?([^.,;:!?\"\u201d()]+)", re.I
+)
+_TAG_STOP = re.compile(
+    r"\s+(?:like|just|as|which|that|and|or|the same|too|so|in|for|by|from)\b.*$", re.I
+)
+_RATED = re.compile(
+    r"\brated\s+(?:it\s+|them\s+|this\s+)?(\d+(?:\.\d+)?)"
+    r"|(\d+(?:\.\d+)?)\s*(?:/\s*\d+|stars?\b|out of\b)",
+    re.I,
+)
 _SPLIT = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z0-9][\w'\-]*|&")
 
@@ -75,7 +90,7 @@ def title_forms(title: str) -> set[str]:
     m = _ARTICLE.match(base)
     if m:
         forms.add(f"{m.group(2)} {m.group(1)}")
-        year = title[len(base):].strip()
+        year = title[len(base) :].strip()
         if year:
             forms.add(f"{m.group(2)} {m.group(1)} {year}")
     return {f for f in forms if len(f) >= 2}
@@ -124,27 +139,44 @@ def _allowed_strings(ev: Evidence) -> list[str]:
     return [_fold(s) for s in strings if s]
 
 
-def _mask_titles(text: str, ev: Evidence) -> str:
-    """`text` with every evidence title (any form) blanked, so words inside titles are not
-    mistaken for tags or modality claims."""
-    forms = sorted({f for t in _evidence_titles(ev).values() for f in title_forms(t)}, key=len, reverse=True)
-    for form in forms:
-        text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", " ", text, flags=re.I)
-    return text
+def _placeholder(n: int) -> str:
+    letters = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        letters = chr(65 + r) + letters
+    return f"QQTITLE{letters}QQ"
 
 
-def _unattributed_rating(text: str, ev: Evidence) -> str | None:
+def mask_titles(text: str, ev: Evidence) -> tuple[str, dict[str, set[str]]]:
+    """`text` with every evidence title (any form) replaced by a placeholder word, so words,
+    numbers and punctuation inside titles ("L.A. Confidential", "Twelve Monkeys") are not
+    mistaken for sentences, tags, numbers or modality claims. Returns (masked, placeholder ->
+    item ids: several when items share a title)."""
+    ids_by_form: dict[str, set[str]] = {}
+    for item_id, title in _evidence_titles(ev).items():
+        for form in title_forms(title):
+            ids_by_form.setdefault(form, set()).add(item_id)
+    refs: dict[str, set[str]] = {}
+    for n, form in enumerate(sorted(ids_by_form, key=len, reverse=True)):
+        pattern = re.compile(rf"(?<!\w){re.escape(form)}(?!\w)", flags=re.I)
+        if pattern.search(text):
+            refs[_placeholder(n)] = ids_by_form[form]
+            text = pattern.sub(_placeholder(n), text)
+    return text, refs
+
+
+def _unattributed_rating(masked: str, refs: dict[str, set[str]], ev: Evidence) -> str | None:
     """A rating ("rated 5", "4 stars", "5/5") in a sentence that names no title rated so."""
     rated: dict[str, set[float]] = {}
     for link in ev.history:
         if link.rating is not None:
-            for form in title_forms(link.title):
-                rated.setdefault(_fold(form), set()).add(round(float(link.rating), 6))
-    for sentence in _SPLIT.split(text):
-        folded = _fold(sentence)
+            rated.setdefault(link.item_id, set()).add(round(float(link.rating), 6))
+    for sentence in _SPLIT.split(masked):
+        named = [i for p, ids in refs.items() if p in sentence for i in ids]
         for m in _RATED.finditer(sentence):
             value = round(float(m.group(1) or m.group(2)), 6)
-            if not any(value in r and form in folded for form, r in rated.items()):
+            if not any(value in rated.get(i, ()) for i in named):
                 return m.group(0)
     return None
 
@@ -174,12 +206,12 @@ def _spans(text: str) -> list[tuple[str, int]]:
         while run and run[-1][0].lower() in _CONNECTORS and not run[-1][0][0].isupper():
             run.pop()
         if run:
-            spans.append((text[run[0][1]: run[-1][1] + len(run[-1][0])], run[0][1]))
+            spans.append((text[run[0][1] : run[-1][1] + len(run[-1][0])], run[0][1]))
         run.clear()
 
     for i, (word, start) in enumerate(words):
-        gap = text[words[i - 1][1] + len(words[i - 1][0]): start] if i else ""
-        if run and any(c in gap for c in ".!?;:,\"()\u201c\u201d\n"):
+        gap = text[words[i - 1][1] + len(words[i - 1][0]) : start] if i else ""
+        if run and any(c in gap for c in '.!?;:,"()\u201c\u201d\n'):
             close()
         if word[0].isupper() or (word[0].isdigit() and run):
             run.append((word, start))
@@ -244,7 +276,9 @@ def check_faithfulness(
                 continue
             if " " not in form and _sentence_start(text, pos):
                 continue
-            return FaithfulnessResult(False, f"names catalogue title '{form}', which is not in the evidence")
+            return FaithfulnessResult(
+                False, f"names catalogue title '{form}', which is not in the evidence"
+            )
     for m in _QUOTED.finditer(text):
         quoted = _fold(next(g for g in m.groups() if g is not None).strip(" .,!?"))
         if quoted and not any(quoted == a or (len(quoted) >= 4 and quoted in a) for a in allowed):
@@ -252,41 +286,66 @@ def check_faithfulness(
     for span, pos in _spans(text):
         if not _span_ok(span, pos, text, allowed):
             return FaithfulnessResult(False, f"mentions '{span}', which is not in the evidence")
-    ev_tags = {_fold(t) for t in evidence.item_tags + evidence.matched_tags + evidence.disliked_tags}
+    ev_tags = {
+        _fold(t) for t in evidence.item_tags + evidence.matched_tags + evidence.disliked_tags
+    }
     for labels in evidence.labels.values():
         ev_tags |= {_fold(t) for t in labels}
-    masked = _mask_titles(text, evidence)
+    masked, refs = mask_titles(text, evidence)
     for m in _TAGGED.finditer(masked):
         claimed = _fold(_TAG_STOP.sub("", m.group(1)).strip())
         parts = [p.strip() for p in re.split(r",|\band\b", claimed) if p.strip()]
         bad = [p for p in parts if p not in ev_tags]
         if bad:
-            return FaithfulnessResult(False, f"says it is tagged '{bad[0]}', which is not in the evidence")
+            return FaithfulnessResult(
+                False, f"says it is tagged '{bad[0]}', which is not in the evidence"
+            )
     for tag in vocabulary:
-        if tag and _fold(tag) not in ev_tags and re.search(
-            rf"(?<![\w-]){re.escape(tag)}(?![\w-])", masked, flags=re.I
+        if (
+            tag
+            and _fold(tag) not in ev_tags
+            and re.search(rf"(?<![\w-]){re.escape(tag)}(?![\w-])", masked, flags=re.I)
         ):
-            return FaithfulnessResult(False, f"mentions tag '{tag}', which this item does not carry")
-    source_text = " ".join([rendered, *_evidence_titles(evidence).values(), *evidence.item_tags,
-                            evidence.request or ""])
+            return FaithfulnessResult(
+                False, f"mentions tag '{tag}', which this item does not carry"
+            )
+    source_text = " ".join(
+        [
+            rendered,
+            *_evidence_titles(evidence).values(),
+            *evidence.item_tags,
+            evidence.request or "",
+        ]
+    )
     known = _numbers(source_text)
-    for n in _numbers(text):
+    for n in _numbers(masked):
         if n not in known:
-            return FaithfulnessResult(False, f"cites the number {n:g}, which is not in the evidence")
+            return FaithfulnessResult(
+                False, f"cites the number {n:g}, which is not in the evidence"
+            )
     for word, n in _SPELLED.items():
-        if re.search(rf"\b{word}\b", text, flags=re.I) and float(n) not in known:
-            return FaithfulnessResult(False, f"cites the number '{word}', which is not in the evidence")
-    bad_rating = _unattributed_rating(text, evidence)
+        if re.search(rf"\b{word}\b", masked, flags=re.I) and float(n) not in known:
+            return FaithfulnessResult(
+                False, f"cites the number '{word}', which is not in the evidence"
+            )
+    bad_rating = _unattributed_rating(masked, refs, evidence)
     if bad_rating is not None:
-        return FaithfulnessResult(False, f"gives the rating {bad_rating} without naming a title rated so")
+        return FaithfulnessResult(
+            False, f"gives the rating {bad_rating} without naming a title rated so"
+        )
     supported = supported_modalities(evidence, min_share=min_share)
     for modality, pattern in _MODALITY_CLAIMS.items():
         m = pattern.search(masked)
         if m and modality not in supported:
             return FaithfulnessResult(
-                False, f"claims '{m.group(0)}' but the {modality} modality does not support it")
+                False, f"claims '{m.group(0)}' but the {modality} modality does not support it"
+            )
         for label in evidence.labels.get(modality, ()):
-            if modality not in supported and re.search(rf"(?<!\w){re.escape(label)}(?!\w)", masked, re.I):
+            if modality not in supported and re.search(
+                rf"(?<!\w){re.escape(label)}(?!\w)", masked, re.I
+            ):
                 return FaithfulnessResult(
-                    False, f"cites the {modality} label '{label}' but that modality does not support it")
+                    False,
+                    f"cites the {modality} label '{label}' but that modality does not support it",
+                )
     return FaithfulnessResult(True)

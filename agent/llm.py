@@ -4,10 +4,13 @@
 or `smollm2-135m`; see `agent.llm_weights`), a local model folder, a local `.gguf` file, or a
 Hugging Face model id already in the local cache (nothing is downloaded at run time).
 
-Precision: on CUDA 4-bit NF4 through bitsandbytes by default ("int8" or "none" by config);
-on CPU bf16 weights by default. Measured on the 2-core AVX2 CPU here (no AVX512-BF16) with the
-1.5B model, bf16 and fp32 run at close to the same speed while bf16 holds half the memory
-(3.1 GB vs 6.2 GB): see docs/llm.md for the numbers and `bench/rerank.py --dtype` to re-measure.
+Precision: on CUDA 4-bit NF4 through bitsandbytes by default ("int8" or "none" by config).
+On CPU the default dtype depends on the CPU: bf16 where it has native bf16 matmuls
+(AVX512-BF16 or AMX), else float32. Measured on the 2-core AVX2 CPU here (no native bf16):
+a 256x1536 @ 1536x8960 matmul (prompt processing, what scoring does) takes 4.6x longer in
+bf16 than in fp32 (7.3 s vs 1.6 s), a single-token matvec (generation) 1.3x longer, so fp32
+is the faster choice there, at twice the memory (6.2 GB vs 3.1 GB for the 1.5B). Pass
+`dtype="bfloat16"` to trade speed for memory. See docs/rerank_bench.md.
 
 Backends live in `BACKENDS`, a registry of loader functions that import their heavy
 libraries only when called.
@@ -33,7 +36,15 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 QUANTIZATIONS = ("auto", "nf4", "int8", "none")
-CPU_DEFAULT_DTYPE = "bfloat16"  # measured: same speed as float32 on this CPU, half the memory
+
+
+def cpu_default_dtype() -> str:
+    """"bfloat16" on CPUs with native bf16 matmuls (AVX512-BF16/AMX), else "float32" (faster)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        flags = ""
+    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 @dataclass(frozen=True)
@@ -210,7 +221,9 @@ class LLM:
         out_rows: list[torch.Tensor] = []
         computed = n_pre
         with torch.inference_mode():
-            cache = self.model(input_ids=pre, use_cache=True).past_key_values if n_pre else None
+            cache = (
+                self.model(input_ids=pre, use_cache=True, logits_to_keep=1).past_key_values if n_pre else None
+            )
             for start in range(0, len(encoded), batch_size):
                 chunk = encoded[start : start + batch_size]
                 b, width = len(chunk), max(len(e) for e in chunk)
@@ -316,7 +329,7 @@ def _load_transformers(
         kwargs["device_map"] = {"": dev}
         precision = quant
     else:
-        precision = dtype or ("bfloat16" if dev.startswith("cuda") else CPU_DEFAULT_DTYPE)
+        precision = dtype or ("bfloat16" if dev.startswith("cuda") else cpu_default_dtype())
     kwargs["dtype"] = getattr(torch, precision) if precision in ("bfloat16", "float32", "float16") else torch.bfloat16
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **extra)
@@ -365,7 +378,8 @@ def load_llm(
         quantization: "auto" (NF4 on CUDA, none on CPU), "nf4", "int8" or "none".
         cache_dir: where packaged GGUFs are converted to; None = `<home>/models`.
         num_threads: torch intra-op threads on CPU.
-        dtype: "bfloat16" or "float32" when not quantized; None = bf16 (see module doc).
+        dtype: "bfloat16", "float32" or "float16" when not quantized; None = bf16 on CUDA, and
+            on CPU bf16 only where the CPU has native bf16, else float32 (see module doc).
 
     Raises:
         UnknownBackendError: `backend` is not registered (the message lists the valid ones).

@@ -48,7 +48,9 @@ def text_vectors(items: list, *, threads: int) -> np.ndarray:
         return np.load(cache)
     from retrieval.encoders import create_encoder
 
-    vecs = create_encoder("minilm", num_threads=threads).encode([it.text() for it in items], batch_size=64)
+    vecs = create_encoder("minilm", num_threads=threads).encode(
+        [it.text() for it in items], batch_size=64
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, vecs)
     return vecs
@@ -61,10 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="smollm2-135m", help="LLM name for load_llm, or 'none'")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--samples", type=int, default=10, help="explanations written to the Markdown file")
+    ap.add_argument(
+        "--samples", type=int, default=10, help="explanations written to the Markdown file"
+    )
     ap.add_argument("--md", default=str(ROOT / "docs" / "explanations.md"))
     ap.add_argument("--json", default=str(ROOT / "docs" / "explanations.json"))
+    ap.add_argument("--from-json", help="only re-write the Markdown from a previous run's JSON")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        write_markdown(Path(args.md), saved["summary"], saved["records"], args.samples)
+        return 0
 
     cfg = RetrievalConfig()
     data = load_movielens()
@@ -76,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     row = {u: n for n, u in enumerate(users)}
     train = inter[inter.groupby("user_id").cumcount(ascending=False) > 0]  # drop each user's last
     matrix = sp.csr_matrix(
-        (train["rating"].to_numpy(np.float32), (train["user_id"].map(row), train["item_id"].map(col))),
+        (
+            train["rating"].to_numpy(np.float32),
+            (train["user_id"].map(row), train["item_id"].map(col)),
+        ),
         shape=(len(users), len(ids)),
     )
     t0 = time.perf_counter()
@@ -84,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     vec_map = {"text": dict(zip(ids, vecs, strict=True))}
     ease = EASE(l2=500.0).fit(matrix)
     co = CoLikes(matrix, ids, min_value=cfg.like_threshold)
-    print(f"setup {time.perf_counter() - t0:.1f}s: {len(ids)} items, {len(users)} users", file=sys.stderr)
+    print(
+        f"setup {time.perf_counter() - t0:.1f}s: {len(ids)} items, {len(users)} users",
+        file=sys.stderr,
+    )
 
     llm = None
     if args.model != "none":
@@ -102,15 +117,26 @@ def main(argv: list[str] | None = None) -> int:
         hist = train[train["user_id"] == user]
         ratings = hist["rating"].to_numpy(np.float32)
         positions = np.arange(len(hist))[::-1]
-        weights = history_weights(positions, ratings, half_life=cfg.recency_half_life,
-                                  like_threshold=cfg.like_threshold, negative_weight=cfg.negative_weight)
-        history = [HistoryEntry(i, float(w), float(r))
-                   for i, w, r in zip(hist["item_id"], weights, ratings, strict=True)]
+        weights = history_weights(
+            positions,
+            ratings,
+            half_life=cfg.recency_half_life,
+            like_threshold=cfg.like_threshold,
+            negative_weight=cfg.negative_weight,
+        )
+        history = [
+            HistoryEntry(i, float(w), float(r))
+            for i, w, r in zip(hist["item_id"], weights, ratings, strict=True)
+        ]
         hv = np.stack([vec_map["text"][h.item_id] for h in history])
         profile = (weights[:, None] * hv).sum(0)
         content = vecs @ (profile / max(np.linalg.norm(profile), 1e-12))
-        cf = ease.score(sp.csr_matrix((np.ones(len(hist), np.float32),
-                                       ([0] * len(hist), hist["item_id"].map(col))), shape=(1, len(ids))))[0]
+        cf = ease.score(
+            sp.csr_matrix(
+                (np.ones(len(hist), np.float32), ([0] * len(hist), hist["item_id"].map(col))),
+                shape=(1, len(ids)),
+            )
+        )[0]
         seen = [col[i] for i in hist["item_id"]]
         content[seen] = -np.inf
         cf[seen] = -np.inf
@@ -118,18 +144,42 @@ def main(argv: list[str] | None = None) -> int:
         fused = reciprocal_rank_fusion({"ease": top(cf), "content-text": top(content)})
         best = sorted(fused, key=lambda i: -fused[i])[: args.k]
         for rank, item_id in enumerate(best, start=1):
-            cand = Candidate(item_id, fused[item_id], {"ease": float(cf[col[item_id]]),
-                                                       "content-text": float(content[col[item_id]])}, rank)
-            ev = build_evidence(item_id, history, items=items, vectors=vec_map, weights={"text": 1.0},
-                                co_likes=co, user_index=row[user], candidate=cand, rank=rank)
+            cand = Candidate(
+                item_id,
+                fused[item_id],
+                {"ease": float(cf[col[item_id]]), "content-text": float(content[col[item_id]])},
+                rank,
+            )
+            ev = build_evidence(
+                item_id,
+                history,
+                items=items,
+                vectors=vec_map,
+                weights={"text": 1.0},
+                co_likes=co,
+                user_index=row[user],
+                candidate=cand,
+                rank=rank,
+            )
             start = time.perf_counter()
             exp = explainer.explain(ev)
             latency = time.perf_counter() - start
             final_ok = explainer.check(exp.text, ev).ok
-            records.append({"user": str(user), "item": item_id, "title": ev.title, "rank": rank,
-                            "path": exp.path, "text": exp.text, "rejected": exp.rejected,
-                            "reason": exp.reason, "final_ok": final_ok, "latency_s": latency,
-                            "evidence": explainer.render_evidence(ev)})
+            records.append(
+                {
+                    "user": str(user),
+                    "item": item_id,
+                    "title": ev.title,
+                    "rank": rank,
+                    "path": exp.path,
+                    "text": exp.text,
+                    "rejected": exp.rejected,
+                    "reason": exp.reason,
+                    "final_ok": final_ok,
+                    "latency_s": latency,
+                    "evidence": explainer.render_evidence(ev),
+                }
+            )
         print(f"user {n_user}/{len(chosen)} done; last latency {latency:.1f}s", file=sys.stderr)
 
     n = len(records)
@@ -141,16 +191,24 @@ def main(argv: list[str] | None = None) -> int:
             key = r["reason"].split("'")[0].strip()
             reasons[key] = reasons.get(key, 0) + 1
     summary = {
-        "model": args.model, "users": len(chosen), "k": args.k, "explanations": n,
-        "max_new_tokens": args.max_new_tokens, "threads": args.threads,
+        "model": args.model,
+        "users": len(chosen),
+        "k": args.k,
+        "explanations": n,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": args.threads,
         "pass_before_fallback": sum(r["path"] == "llm" for r in records) / n,
         "pass_after_fallback": sum(r["final_ok"] for r in records) / n,
-        "avg_words": statistics.mean(words), "avg_chars": statistics.mean(len(r["text"]) for r in records),
-        "latency_mean_s": statistics.mean(llm_lat), "latency_p50_s": statistics.median(llm_lat),
+        "avg_words": statistics.mean(words),
+        "avg_chars": statistics.mean(len(r["text"]) for r in records),
+        "latency_mean_s": statistics.mean(llm_lat),
+        "latency_p50_s": statistics.median(llm_lat),
         "latency_p95_s": float(np.percentile(llm_lat, 95)),
         "fallback_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-        "command": "python -m bench.explain " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "command": "python -m bench.explain "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     print(json.dumps(summary, indent=2))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -167,24 +225,49 @@ def write_markdown(path: Path, summary: dict, records: list[dict], k: int) -> No
     picks = picks[:k]
     s = summary
     lines = [
-        "# Sample explanations (MovieLens-100K)", "",
+        "# Sample explanations (MovieLens-100K)",
+        "",
         f"Generated by `{s['command']}` ({s['model']}, {s['users']} users x top-{s['k']}, "
-        f"{s['explanations']} explanations, {s['threads']} CPU threads).", "",
-        "| measure | value |", "|---|---|",
-        f"| passed the faithfulness check before fallback (LLM text kept) | {s['pass_before_fallback']:.1%} |",
+        f"{s['explanations']} explanations, {s['threads']} CPU threads).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        "| passed the faithfulness check before fallback (LLM text kept) | "
+        f"{s['pass_before_fallback']:.1%} |",
         f"| passed after fallback (final text) | {s['pass_after_fallback']:.1%} |",
         f"| average length | {s['avg_words']:.1f} words, {s['avg_chars']:.0f} characters |",
         f"| latency per explanation (mean / p50 / p95) | {s['latency_mean_s']:.2f} / "
-        f"{s['latency_p50_s']:.2f} / {s['latency_p95_s']:.2f} s |", "",
-        "Fallback reasons: " + (", ".join(f"{k2} ({v})" for k2, v in s["fallback_reasons"].items()) or "none"), "",
+        f"{s['latency_p50_s']:.2f} / {s['latency_p95_s']:.2f} s |",
+        "",
+        "Each explanation is either the LLM's text, kept only if every sentence passes the "
+        "faithfulness check (`agent/faithfulness.py`: titles, quoted strings, capitalised "
+        "title-like spans, genres, numbers, rating attributions and modality claims must all be "
+        "in the evidence), or the deterministic template built from the same evidence "
+        "(`prompts/explain_template.txt`). **llm** / **template** below says which one the user "
+        "saw; for template answers the rejected LLM text and the reason are shown.",
+        "",
+        "Fallback reasons: "
+        + (", ".join(f"{k2} ({v})" for k2, v in s["fallback_reasons"].items()) or "none"),
+        "",
     ]
     for r in picks:
-        lines += [f"## User {r['user']}, #{r['rank']}: {r['title']}", "",
-                  f"**{r['path']}**: {r['text']}", ""]
+        lines += [
+            f"## User {r['user']}, #{r['rank']}: {r['title']}",
+            "",
+            f"**{r['path']}**: {r['text']}",
+            "",
+        ]
         if r["rejected"]:
             lines += [f"Rejected LLM text: _{r['rejected']}_ — {r['reason']}", ""]
-        lines += ["<details><summary>evidence shown to the LLM</summary>", "", "```",
-                  r["evidence"], "```", "</details>", ""]
+        lines += [
+            "<details><summary>evidence shown to the LLM</summary>",
+            "",
+            "```",
+            r["evidence"],
+            "```",
+            "</details>",
+            "",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 

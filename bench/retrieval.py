@@ -33,7 +33,10 @@ from retrieval.store import VectorStore  # noqa: E402
 
 def pct(xs: list[float]) -> dict[str, float]:
     a = np.asarray(xs) * 1000.0
-    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p99_ms": round(float(np.percentile(a, 99)), 2),
+    }
 
 
 def movielens() -> tuple[list[str], np.ndarray, pd.DataFrame]:
@@ -46,8 +49,9 @@ def movielens() -> tuple[list[str], np.ndarray, pd.DataFrame]:
     return [it.id for it in data.items], vecs, data.interactions
 
 
-def synthetic(n_items: int, n_users: int, per_user: int, *, dim: int = 384, seed: int = 0
-              ) -> tuple[list[str], np.ndarray, pd.DataFrame]:
+def synthetic(
+    n_items: int, n_users: int, per_user: int, *, dim: int = 384, seed: int = 0
+) -> tuple[list[str], np.ndarray, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     n_clusters = 200
     centres = rng.standard_normal((n_clusters, dim)).astype(np.float32)
@@ -72,22 +76,29 @@ def histories(inter: pd.DataFrame, n: int) -> list[History]:
     return out
 
 
-def bench(name: str, ids: list[str], vecs: np.ndarray, inter: pd.DataFrame, n_users: int, store_dir: Path) -> dict:
+def bench(
+    name: str, ids: list[str], vecs: np.ndarray, inter: pd.DataFrame, n_users: int, store_dir: Path
+) -> dict:
     print(f"[{name}] {len(ids):,} items, {len(inter):,} interactions", flush=True)
     cfg = HybridConfig()
     exact = NumpyIndex({"text": (ids, vecs)})
     t0 = time.perf_counter()
     store = VectorStore.open(store_dir / name)
     for a in range(0, len(ids), 5000):
-        store.upsert("text", ids[a:a + 5000], vecs[a:a + 5000], [{} for _ in ids[a:a + 5000]])
+        store.upsert("text", ids[a : a + 5000], vecs[a : a + 5000], [{} for _ in ids[a : a + 5000]])
     ingest_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     gens = {"exact": CandidateGenerator(exact, config=cfg).fit(inter, ids)}
     fit_s = time.perf_counter() - t0
     gens["hnsw"] = gens["exact"].with_index(store)
     hs = histories(inter, n_users)
-    res: dict = {"items": len(ids), "interactions": len(inter), "users_timed": len(hs),
-                 "chroma_ingest_s": round(ingest_s, 1), "fit_s": round(fit_s, 1)}
+    res: dict = {
+        "items": len(ids),
+        "interactions": len(inter),
+        "users_timed": len(hs),
+        "chroma_ingest_s": round(ingest_s, 1),
+        "fit_s": round(fit_s, 1),
+    }
     for kind, gen in gens.items():
         gen.generate(hs[0])  # warm-up
         lat = []
@@ -111,7 +122,9 @@ def bench(name: str, ids: list[str], vecs: np.ndarray, inter: pd.DataFrame, n_us
         recall.append(len({h.id for h in ex} & {h.id for h in hn}) / 50)
     res["query_exact_numpy"] = pct(lat_e)
     res["query_chroma_hnsw"] = pct(lat_h)
-    res["hnsw_over_exact_p50_ratio"] = round(res["query_chroma_hnsw"]["p50_ms"] / res["query_exact_numpy"]["p50_ms"], 2)
+    res["hnsw_over_exact_p50_ratio"] = round(
+        res["query_chroma_hnsw"]["p50_ms"] / res["query_exact_numpy"]["p50_ms"], 2
+    )
     res["hnsw_recall@50_vs_exact"] = round(float(np.mean(recall)), 4)
     print(json.dumps(res, indent=1), flush=True)
     return res
@@ -130,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report["ml-100k"] = bench("ml-100k", *movielens(), args.users, Path(tmp))
         report[f"synthetic-{args.items}"] = bench(
-            f"synthetic-{args.items}", *synthetic(args.items, args.synthetic_users, args.per_user), args.users, Path(tmp)
+            f"synthetic-{args.items}",
+            *synthetic(args.items, args.synthetic_users, args.per_user),
+            args.users,
+            Path(tmp),
         )
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

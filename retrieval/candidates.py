@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from retrieval.config import DEFAULT_WEIGHTS, HybridConfig  # noqa: F401 (re-exported)
 from retrieval.cf import EASE, ItemKNN, Transitions, history_weights, time_decayed_popularity, top_k
 from retrieval.profiles import History, ItemIndex, build_profile
 
@@ -54,41 +55,6 @@ class Candidate:
     contributions: dict[str, float] = field(default_factory=dict)
 
 
-# Weights tuned on ML-100k validation (each user's second-to-last item); see docs/retrieval.md.
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "ease": 1.0,
-    "itemknn": 1.0,
-    "transitions": 0.3,
-    "popularity": 0.1,
-    "content-text": 0.1,
-    "query": 1.0,  # not tunable on MovieLens (no requests); a request should matter as much as EASE
-}
-
-
-@dataclass(frozen=True)
-class HybridConfig:
-    """Source hyper-parameters; defaults were chosen on ML-100k validation."""
-
-    ease_l2: float = 400.0  # EASE ridge strength
-    ease_half_life: float = 10.0  # EASE history weight halves every this many items back
-    ease_max_items: int = 5_000  # EASE needs items^2 memory and items^3 time; above this, skipped
-    knn_k: int = 200  # ItemKNN neighbours per item
-    knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
-    knn_half_life: float = 3.0  # ItemKNN history recency half-life (items)
-    trans_window: int = 10  # steps ahead that count as "next" when fitting transitions
-    trans_step_decay: float = 0.7  # transition weight multiplier per extra step
-    trans_smoothing: float = 5.0  # transition row-normaliser smoothing
-    trans_half_life: float = 5.0  # recency half-life of the items transitions start from
-    trans_last_n: int = 10  # only the last N history items seed transitions
-    pop_half_life_days: float = 14.0  # time-decayed popularity half-life
-    content_half_life: float | None = 10.0  # content profile recency half-life (items)
-    content_like_threshold: float | None = None  # ratings below push the profile away; None = off
-    negative_weight: float = 0.5  # weight of disliked items in content profiles
-    content_pool: int = 300  # hits fetched per content/query search from a store without `scores`
-    n_candidates: int = 50  # candidates returned
-    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-
-
 class NumpyIndex:
     """Exact in-memory index with the `VectorStore` read interface (`has`/`get`/`query`).
 
@@ -104,8 +70,9 @@ class NumpyIndex:
     def has(self, space: str) -> bool:
         return space in self._ids
 
-    def get(self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
-            ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    def get(
+        self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
+    ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
         if space not in self._ids:
             return [], np.zeros((0, 0), np.float32), []
         if ids is None:
@@ -118,8 +85,9 @@ class NumpyIndex:
         """Exact cosines of every item: ids and `(m, n)` float32 for `(m, dim)` unit queries."""
         return self._ids[space], np.atleast_2d(vectors).astype(np.float32) @ self._vecs[space].T
 
-    def query(self, space: str, vectors: np.ndarray, *, n: int = 50, exclude_ids: Sequence[str] = ()
-              ) -> list[list[Any]]:
+    def query(
+        self, space: str, vectors: np.ndarray, *, n: int = 50, exclude_ids: Sequence[str] = ()
+    ) -> list[list[Any]]:
         """Exact top-n per query vector as `Hit`s, `exclude_ids` removed."""
         from retrieval.store import Hit
 
@@ -130,7 +98,10 @@ class NumpyIndex:
         drop = [pos[i] for i in exclude_ids if i in pos]
         s[:, drop] = -np.inf
         top, vals = top_k(s, n)
-        return [[Hit(ids[j], float(v)) for j, v in zip(t, r, strict=True) if j >= 0] for t, r in zip(top, vals, strict=True)]
+        return [
+            [Hit(ids[j], float(v)) for j, v in zip(t, r, strict=True) if j >= 0]
+            for t, r in zip(top, vals, strict=True)
+        ]
 
 
 class CandidateGenerator:
@@ -190,9 +161,13 @@ class CandidateGenerator:
         if self.n_items <= cfg.ease_max_items:
             self.models["ease"] = EASE(cfg.ease_l2).fit(binary)
         else:
-            logger.info("EASE skipped: %d items > ease_max_items=%d", self.n_items, cfg.ease_max_items)
+            logger.info(
+                "EASE skipped: %d items > ease_max_items=%d", self.n_items, cfg.ease_max_items
+            )
         self.models["itemknn"] = ItemKNN(cfg.knn_k, cfg.knn_shrink).fit(binary)
-        self.models["transitions"] = Transitions(cfg.trans_window, cfg.trans_step_decay, cfg.trans_smoothing).fit(ordered)
+        self.models["transitions"] = Transitions(
+            cfg.trans_window, cfg.trans_step_decay, cfg.trans_smoothing
+        ).fit(ordered)
         times = df["timestamp"].to_numpy(np.int64)
         order = np.argsort(times, kind="stable")
         self._log = (items[order], times[order])
@@ -204,7 +179,9 @@ class CandidateGenerator:
         other.index = index
         return other
 
-    def _weights_matrix(self, histories: Sequence[History], half_life: float | None, last_n: int | None) -> sp.csr_matrix:
+    def _weights_matrix(
+        self, histories: Sequence[History], half_life: float | None, last_n: int | None
+    ) -> sp.csr_matrix:
         rows, cols, vals = [], [], []
         for r, h in enumerate(histories):
             idx = [self._pos.get(i, -1) for i in h.item_ids]
@@ -214,9 +191,13 @@ class CandidateGenerator:
                     rows.append(r)
                     cols.append(c)
                     vals.append(v)
-        return sp.csr_matrix((vals, (rows, cols)), shape=(len(histories), self.n_items), dtype=np.float32)
+        return sp.csr_matrix(
+            (vals, (rows, cols)), shape=(len(histories), self.n_items), dtype=np.float32
+        )
 
-    def _space_scores(self, space: str, vectors: np.ndarray, exclude: Sequence[set[str]]) -> np.ndarray:
+    def _space_scores(
+        self, space: str, vectors: np.ndarray, exclude: Sequence[set[str]]
+    ) -> np.ndarray:
         """`(m, n_items)` cosines; NaN where the index returned nothing for an item."""
         out = np.full((len(vectors), self.n_items), np.nan, np.float32)
         if hasattr(self.index, "scores"):
@@ -228,7 +209,9 @@ class CandidateGenerator:
             keep = cols >= 0
             out[:, cols[keep]] = s[:, keep]
             return out
-        hits = self.index.query(space, vectors, n=self.config.content_pool, exclude_ids=sorted(set().union(*exclude)))
+        hits = self.index.query(
+            space, vectors, n=self.config.content_pool, exclude_ids=sorted(set().union(*exclude))
+        )
         for r, row in enumerate(hits):
             for hit in row:
                 c = self._pos.get(hit.id)
@@ -237,7 +220,10 @@ class CandidateGenerator:
         return out
 
     def score_sources(
-        self, histories: Sequence[History], *, queries: Sequence[str | None] | None = None,
+        self,
+        histories: Sequence[History],
+        *,
+        queries: Sequence[str | None] | None = None,
         timings: dict[str, float] | None = None,
     ) -> dict[str, np.ndarray]:
         """Raw scores of every source for a batch of users.
@@ -252,7 +238,6 @@ class CandidateGenerator:
             A source absent for a user (no history, no request) is all NaN in that row.
         """
         cfg = self.config
-        m = len(histories)
         has_hist = np.array([len(h) > 0 for h in histories])
         out: dict[str, np.ndarray] = {}
         cf_inputs = {
@@ -271,8 +256,14 @@ class CandidateGenerator:
         latest = int(times.max()) if len(times) else 0
         at = np.array([h.last_time or latest for h in histories], dtype=np.int64)
         with clock("popularity"):
-            out["popularity"] = time_decayed_popularity(items, times, at, self.n_items,
-                                                        half_life_days=cfg.pop_half_life_days, assume_sorted=True)
+            out["popularity"] = time_decayed_popularity(
+                items,
+                times,
+                at,
+                self.n_items,
+                half_life_days=cfg.pop_half_life_days,
+                assume_sorted=True,
+            )
         excl = [h.seen for h in histories]
         for space in self.content_spaces:
             if self.index.has(space):
@@ -283,20 +274,34 @@ class CandidateGenerator:
                 out["query"] = self._query_scores(queries, excl)
         return out
 
-    def _content_scores(self, space: str, histories: Sequence[History], excl: Sequence[set[str]]) -> np.ndarray:
+    def _content_scores(
+        self, space: str, histories: Sequence[History], excl: Sequence[set[str]]
+    ) -> np.ndarray:
         cfg = self.config
         s = np.full((len(histories), self.n_items), np.nan, np.float32)
-        profiles = [build_profile(h, self.index, spaces=(space,), half_life=cfg.content_half_life,
-                                  like_threshold=cfg.content_like_threshold,
-                                  negative_weight=cfg.negative_weight).get(space) for h in histories]
+        profiles = [
+            build_profile(
+                h,
+                self.index,
+                spaces=(space,),
+                half_life=cfg.content_half_life,
+                like_threshold=cfg.content_like_threshold,
+                negative_weight=cfg.negative_weight,
+            ).get(space)
+            for h in histories
+        ]
         rows = [r for r, p in enumerate(profiles) if p is not None]
         if rows:
-            s[rows] = self._space_scores(space, np.stack([profiles[r] for r in rows]), [excl[r] for r in rows])
+            s[rows] = self._space_scores(
+                space, np.stack([profiles[r] for r in rows]), [excl[r] for r in rows]
+            )
         return s
 
     def _query_scores(self, queries: Sequence[str | None], excl: Sequence[set[str]]) -> np.ndarray:
         if self.text_encoder is None:
-            raise ValueError("a chat request needs a text encoder; pass text_encoder=... to CandidateGenerator")
+            raise ValueError(
+                "a chat request needs a text encoder; pass text_encoder=... to CandidateGenerator"
+            )
         s = np.full((len(queries), self.n_items), np.nan, np.float32)
         rows = [r for r, q in enumerate(queries) if q]
         vecs = self.text_encoder.encode_query([queries[r] for r in rows])
@@ -315,7 +320,11 @@ class CandidateGenerator:
         return mask
 
     def generate(
-        self, history: History | None = None, *, query: str | None = None, n: int | None = None,
+        self,
+        history: History | None = None,
+        *,
+        query: str | None = None,
+        n: int | None = None,
         exclude: Sequence[str] = (),
     ) -> list[Candidate]:
         """Top-n merged candidates for one user, with every source's score kept.

@@ -80,10 +80,14 @@ class ItemScorer:
 
     def _check(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
         if not sp.issparse(user_items):
-            raise TypeError(f"user_items must be a scipy.sparse csr_matrix, got {type(user_items).__name__}")
+            raise TypeError(
+                f"user_items must be a scipy.sparse csr_matrix, got {type(user_items).__name__}"
+            )
         ui = sp.csr_matrix(user_items, dtype=np.float32)
         if self.n_items and ui.shape[1] != self.n_items:
-            raise ValueError(f"user_items has {ui.shape[1]} item columns; the model was fit on {self.n_items}")
+            raise ValueError(
+                f"user_items has {ui.shape[1]} item columns; the model was fit on {self.n_items}"
+            )
         return ui
 
     def save(self, path: str | Path) -> None:
@@ -116,7 +120,10 @@ class ItemScorer:
             for name in target._arrays:
                 if f"{name}__shape" in f:
                     shape = tuple(int(x) for x in f[f"{name}__shape"])
-                    value = sp.csr_matrix((f[f"{name}__data"], f[f"{name}__indices"], f[f"{name}__indptr"]), shape=shape)
+                    value = sp.csr_matrix(
+                        (f[f"{name}__data"], f[f"{name}__indices"], f[f"{name}__indptr"]),
+                        shape=shape,
+                    )
                 else:
                     value = f[name]
                 setattr(obj, name, value)
@@ -127,8 +134,10 @@ def top_k(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-n of a `(rows, items)` array; -inf entries come last. Returns (ids, scores)."""
     scores = np.atleast_2d(scores)
     n = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else np.tile(
-        np.arange(scores.shape[1]), (scores.shape[0], 1)
+    part = (
+        np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        if n < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
     )
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)  # by score desc, then id asc: deterministic ties
@@ -183,7 +192,9 @@ class ItemKNN(ItemScorer):
     _arrays = ("W",)
     _params = ("k", "shrink")
 
-    def __init__(self, k: int = 100, shrink: float = 10.0, *, random_state: int | None = None) -> None:
+    def __init__(
+        self, k: int = 100, shrink: float = 10.0, *, random_state: int | None = None
+    ) -> None:
         super().__init__(random_state=random_state)
         self.k = int(k)
         self.shrink = float(shrink)
@@ -198,7 +209,9 @@ class ItemKNN(ItemScorer):
         off = co.row != co.col
         rows, cols = co.row[off], co.col[off]
         vals = co.data[off] / (norms[rows] * norms[cols] + self.shrink + 1e-9)
-        self.W = _keep_top_k(sp.csc_matrix((vals, (rows, cols)), shape=co.shape, dtype=np.float32), self.k)
+        self.W = _keep_top_k(
+            sp.csc_matrix((vals, (rows, cols)), shape=co.shape, dtype=np.float32), self.k
+        )
         self.n_items = ui.shape[1]
         return self
 
@@ -265,8 +278,14 @@ class Transitions(ItemScorer):
     _arrays = ("T",)
     _params = ("window", "step_decay", "smoothing")
 
-    def __init__(self, window: int = 3, step_decay: float = 0.5, smoothing: float = 5.0, *,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        window: int = 3,
+        step_decay: float = 0.5,
+        smoothing: float = 5.0,
+        *,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(random_state=random_state)
         self.window = int(window)
         self.step_decay = float(step_decay)
@@ -289,7 +308,9 @@ class Transitions(ItemScorer):
                 dst.append(seq[gap:])
                 wts.append(np.full(len(seq) - gap, self.step_decay ** (gap - 1), np.float32))
         if src:
-            t = sp.csr_matrix((np.concatenate(wts), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
+            t = sp.csr_matrix(
+                (np.concatenate(wts), (np.concatenate(src), np.concatenate(dst))), shape=(n, n)
+            )
         else:
             t = sp.csr_matrix((n, n), dtype=np.float32)
         out_deg = np.asarray((ui > 0).sum(axis=0)).ravel().astype(np.float32)
@@ -303,13 +324,16 @@ class Transitions(ItemScorer):
         return np.asarray((self._check(user_items) @ self.T).toarray(), dtype=np.float32)
 
 
-MODELS: dict[str, type[ItemScorer]] = {
-    m.kind: m for m in (EASE, ItemKNN, Popularity, Transitions)
-}
+MODELS: dict[str, type[ItemScorer]] = {m.kind: m for m in (EASE, ItemKNN, Popularity, Transitions)}
 
 
 def time_decayed_popularity(
-    item_idx: np.ndarray, times: np.ndarray, at: np.ndarray, n_items: int, *, half_life_days: float = 14.0,
+    item_idx: np.ndarray,
+    times: np.ndarray,
+    at: np.ndarray,
+    n_items: int,
+    *,
+    half_life_days: float = 14.0,
     assume_sorted: bool = False,
 ) -> np.ndarray:
     """Causal popularity of every item as seen at each time in `at` (only past interactions).
@@ -343,8 +367,13 @@ def time_decayed_popularity(
 
 
 def history_weights(
-    positions: np.ndarray, ratings: np.ndarray | None = None, *, half_life: float | None = None,
-    last_n: int | None = None, like_threshold: float | None = None, negative_weight: float = 0.0,
+    positions: np.ndarray,
+    ratings: np.ndarray | None = None,
+    *,
+    half_life: float | None = None,
+    last_n: int | None = None,
+    like_threshold: float | None = None,
+    negative_weight: float = 0.0,
 ) -> np.ndarray:
     """Per-history-item weights: recency decay, an optional last-N cut, optional rating signs.
 

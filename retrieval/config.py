@@ -7,6 +7,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from retrieval.errors import FusionrecError
@@ -53,6 +54,41 @@ class RetrievalConfig:
     like_threshold: float = 4.0  # ratings >= this count as likes when building profiles
 
 
+# Weights tuned on ML-100k validation (each user's second-to-last item); see docs/retrieval.md.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "ease": 1.0,
+    "itemknn": 1.0,
+    "transitions": 0.3,
+    "popularity": 0.05,
+    "content-text": 0.1,
+    "query": 1.0,  # not tunable on MovieLens (no requests); a request should matter as much as EASE
+}
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """Source hyper-parameters; defaults were chosen on ML-100k validation."""
+
+    ease_l2: float = 400.0  # EASE ridge strength
+    ease_half_life: float = 10.0  # EASE history weight halves every this many items back
+    ease_max_items: int = 5_000  # EASE needs items^2 memory and items^3 time; above this, skipped
+    knn_k: int = 200  # ItemKNN neighbours per item
+    knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
+    knn_half_life: float = 3.0  # ItemKNN history recency half-life (items)
+    trans_window: int = 10  # steps ahead that count as "next" when fitting transitions
+    trans_step_decay: float = 0.7  # transition weight multiplier per extra step
+    trans_smoothing: float = 5.0  # transition row-normaliser smoothing
+    trans_half_life: float = 5.0  # recency half-life of the items transitions start from
+    trans_last_n: int = 10  # only the last N history items seed transitions
+    pop_half_life_days: float = 14.0  # time-decayed popularity half-life
+    content_half_life: float | None = 10.0  # content profile recency half-life (items)
+    content_like_threshold: float | None = None  # ratings below push the profile away; None = off
+    negative_weight: float = 0.5  # weight of disliked items in content profiles
+    content_pool: int = 300  # hits fetched per content/query search from a store without `scores`
+    n_candidates: int = 50  # candidates returned
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+
 @dataclass(frozen=True)
 class LLMConfig:
     model: str = "qwen2.5-coder-1.5b"  # packaged name, hub id or local folder
@@ -82,6 +118,7 @@ class FusionrecConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     data: DataConfig = field(default_factory=DataConfig)
 

@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from retrieval.candidates import CandidateGenerator, HybridConfig, NumpyIndex, merge_scores, normalise
+from retrieval.candidates import (
+    CandidateGenerator,
+    HybridConfig,
+    NumpyIndex,
+    merge_scores,
+    normalise,
+)
 from retrieval.catalogue import Item
 from retrieval.cf import EASE, ItemKNN, Popularity
 from retrieval.config import default_home
@@ -40,7 +46,9 @@ KNN_K_GRID = (50, 100, 200)
 CHUNK = 256  # users scored at once
 
 
-def text_vectors(items: Sequence[Item], encoder: Any, *, cache_dir: Path | None = None) -> np.ndarray:
+def text_vectors(
+    items: Sequence[Item], encoder: Any, *, cache_dir: Path | None = None
+) -> np.ndarray:
     """`(n, dim)` float32 unit vectors of `item.text()`, cached as .npy keyed by encoder + texts."""
     texts = [it.text() for it in items]
     cfg = json.dumps(encoder.get_config(), sort_keys=True)
@@ -66,8 +74,14 @@ def split_leave_last_out(inter: pd.DataFrame, hold: int) -> tuple[pd.DataFrame, 
 
 def _histories(train: pd.DataFrame, users: Sequence[str]) -> list[History]:
     groups = {u: g for u, g in train.groupby("user_id", sort=False)}
-    return [History(g["item_id"].tolist(), g["rating"].astype(float).tolist(), g["timestamp"].astype(int).tolist())
-            for g in (groups[u] for u in users)]
+    return [
+        History(
+            g["item_id"].tolist(),
+            g["rating"].astype(float).tolist(),
+            g["timestamp"].astype(int).tolist(),
+        )
+        for g in (groups[u] for u in users)
+    ]
 
 
 def _ranks(scores: np.ndarray, seen: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -90,8 +104,10 @@ class _Phase:
         self.targets = target["item_id"].map(gen._pos).to_numpy(np.int64)
         rows = pd.factorize(train["user_id"])
         uix = {u: k for k, u in enumerate(rows[1])}
-        binary = sp.csr_matrix((np.ones(len(train), np.float32), (rows[0], train["item_id"].map(gen._pos))),
-                               shape=(len(rows[1]), gen.n_items))
+        binary = sp.csr_matrix(
+            (np.ones(len(train), np.float32), (rows[0], train["item_id"].map(gen._pos))),
+            shape=(len(rows[1]), gen.n_items),
+        )
         self.binary = binary
         self.user_rows = np.array([uix[u] for u in self.users], dtype=np.int64)
 
@@ -103,16 +119,26 @@ class _Phase:
         return self.binary[self.user_rows[sl]].toarray() > 0
 
 
-def _score_model(phase: _Phase, fn: Callable[[slice], np.ndarray], limit: int | None = None) -> np.ndarray:
-    return np.concatenate([_ranks(fn(sl), phase.seen(sl), phase.targets[sl]) for sl in phase.chunks(limit)])
+def _score_model(
+    phase: _Phase, fn: Callable[[slice], np.ndarray], limit: int | None = None
+) -> np.ndarray:
+    return np.concatenate(
+        [_ranks(fn(sl), phase.seen(sl), phase.targets[sl]) for sl in phase.chunks(limit)]
+    )
 
 
 def _ndcg10(ranks: np.ndarray) -> float:
     return metrics_from_ranks(ranks, ks=(10,))["ndcg@10"]
 
 
-def tune_weights(norm: dict[str, np.ndarray], seen: np.ndarray, targets: np.ndarray, *,
-                 anchor: str = "ease", rounds: int = 2) -> tuple[dict[str, float], float]:
+def tune_weights(
+    norm: dict[str, np.ndarray],
+    seen: np.ndarray,
+    targets: np.ndarray,
+    *,
+    anchor: str = "ease",
+    rounds: int = 2,
+) -> tuple[dict[str, float], float]:
     """Coordinate ascent on validation NDCG@10 over `WEIGHT_GRID`, anchor source fixed at 1.
 
     Args:
@@ -146,14 +172,18 @@ def tune_weights(norm: dict[str, np.ndarray], seen: np.ndarray, targets: np.ndar
     return w, best
 
 
-def _load(dataset: str | None, interactions: str | Path | None, items: str | Path | None) -> InteractionData:
+def _load(
+    dataset: str | None, interactions: str | Path | None, items: str | Path | None
+) -> InteractionData:
     if interactions is not None or items is not None:
         if interactions is None or items is None:
             raise ValueError("evaluating your own data needs both --interactions and --items")
         return load_user_data(interactions, items)
     if dataset in (None, "ml-100k"):
         return load_movielens()
-    raise ValueError(f"unknown dataset '{dataset}'; valid: ml-100k (or pass interactions + items files)")
+    raise ValueError(
+        f"unknown dataset '{dataset}'; valid: ml-100k (or pass interactions + items files)"
+    )
 
 
 def run_eval(
@@ -198,8 +228,13 @@ def run_eval(
     # ---- validation: choose baselines' hyper-parameters and the hybrid's merge weights
     val = _Phase(data, 2, CandidateGenerator(index, config=cfg))
     val_scores: dict[str, float] = {}
-    best_l2 = max(EASE_L2_GRID, key=lambda l2: _tuned(val, EASE(l2), val_scores, f"ease(l2={l2:g})", limit))
-    best_k = max(KNN_K_GRID, key=lambda k: _tuned(val, ItemKNN(k, 10.0), val_scores, f"itemknn(k={k})", limit))
+    best_l2 = max(
+        EASE_L2_GRID, key=lambda l2: _tuned(val, EASE(l2), val_scores, f"ease(l2={l2:g})", limit)
+    )
+    best_k = max(
+        KNN_K_GRID,
+        key=lambda k: _tuned(val, ItemKNN(k, 10.0), val_scores, f"itemknn(k={k})", limit),
+    )
     tune_rows = val.chunks(limit)
     sl = slice(0, tune_rows[-1].stop)
     raw = val.gen.score_sources(val.hist[sl])
@@ -208,12 +243,22 @@ def run_eval(
     weights, val_best = tune_weights(norm, seen, val.targets[sl])
     val_scores["hybrid"] = val_best
     del raw, norm
-    logger.info("validation: ease l2=%g, itemknn k=%d, weights %s (ndcg@10 %.4f)", best_l2, best_k, weights, val_best)
+    logger.info(
+        "validation: ease l2=%g, itemknn k=%d, weights %s (ndcg@10 %.4f)",
+        best_l2,
+        best_k,
+        weights,
+        val_best,
+    )
 
     # ---- test: refit on train + validation, score every model once
     test = _Phase(data, 1, CandidateGenerator(index, config=cfg))
     results: dict[str, dict[str, float]] = {}
-    for name, model in (("popularity", Popularity()), ("itemknn", ItemKNN(best_k, 10.0)), ("ease", EASE(best_l2))):
+    for name, model in (
+        ("popularity", Popularity()),
+        ("itemknn", ItemKNN(best_k, 10.0)),
+        ("ease", EASE(best_l2)),
+    ):
         t0 = time.perf_counter()
         model.fit(test.binary)
         ranks = _score_model(test, lambda s, m=model: m.score(test.binary[test.user_rows[s]]))
@@ -229,12 +274,18 @@ def run_eval(
         seen = test.seen(sl)
         merged, _ = merge_scores(raw, seen, weights)
         hybrid_ranks.append(_ranks(merged, seen, test.targets[sl]))
-        hybrid_cf_ranks.append(_ranks(merge_scores(raw, seen, cf_weights)[0], seen, test.targets[sl]))
+        hybrid_cf_ranks.append(
+            _ranks(merge_scores(raw, seen, cf_weights)[0], seen, test.targets[sl])
+        )
         for k, v in raw.items():
-            per_source.setdefault(k, []).append(_ranks(np.nan_to_num(v, nan=-np.inf), seen, test.targets[sl]))
+            per_source.setdefault(k, []).append(
+                _ranks(np.nan_to_num(v, nan=-np.inf), seen, test.targets[sl])
+            )
     hybrid_s = test.fit_s + time.perf_counter() - t0
     if "content-text" in per_source:
-        results["content-text"] = _row(np.concatenate(per_source.pop("content-text")), timings["content-text"])
+        results["content-text"] = _row(
+            np.concatenate(per_source.pop("content-text")), timings["content-text"]
+        )
     results["hybrid"] = _row(np.concatenate(hybrid_ranks), hybrid_s)
     results["hybrid-no-content"] = _row(np.concatenate(hybrid_cf_ranks), None)
     for k, v in per_source.items():  # each source alone, as the hybrid sees it (ablation)
@@ -247,8 +298,12 @@ def run_eval(
         "items": len(data.items),
         "dropped_users": data.dropped_users,
         "models": results,
-        "tuned_on_validation": {"ease_l2": best_l2, "itemknn_k": best_k, "hybrid_weights": weights,
-                                "validation_ndcg@10": {k: round(v, 4) for k, v in val_scores.items()}},
+        "tuned_on_validation": {
+            "ease_l2": best_l2,
+            "itemknn_k": best_k,
+            "hybrid_weights": weights,
+            "validation_ndcg@10": {k: round(v, 4) for k, v in val_scores.items()},
+        },
         "seconds_total": round(time.perf_counter() - t_start, 2),
     }
     if out is not None:
@@ -258,7 +313,9 @@ def run_eval(
 
 def _tuned(phase: _Phase, model: Any, log: dict[str, float], name: str, limit: int) -> float:
     model.fit(phase.binary)
-    score = _ndcg10(_score_model(phase, lambda s: model.score(phase.binary[phase.user_rows[s]]), limit))
+    score = _ndcg10(
+        _score_model(phase, lambda s: model.score(phase.binary[phase.user_rows[s]]), limit)
+    )
     log[name] = score
     return score
 
@@ -282,8 +339,11 @@ def to_markdown(report: dict[str, Any]) -> str:
         "|---" * (len(cols) + 1) + "|",
     ]
     for name, row in report["models"].items():
-        cells = [f"{row[c]:.4f}" if c != "seconds" else (f"{row[c]:.1f}" if c in row else "") for c in cols
-                 if c in row or c == "seconds"]
+        cells = [
+            f"{row[c]:.4f}" if c != "seconds" else (f"{row[c]:.1f}" if c in row else "")
+            for c in cols
+            if c in row or c == "seconds"
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

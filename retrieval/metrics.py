@@ -18,7 +18,9 @@ def _top(ranked: Sequence[Hashable] | np.ndarray, k: int) -> list[Hashable]:
     return list(ranked[:k])
 
 
-def recall_at_k(ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int) -> float:
+def recall_at_k(
+    ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int
+) -> float:
     """Fraction of the relevant items found in the top k. 0.0 when `relevant` is empty."""
     if not relevant:
         return 0.0
@@ -26,19 +28,25 @@ def recall_at_k(ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Ha
     return sum(1 for i in _top(ranked, k) if i in rel) / len(rel)
 
 
-def precision_at_k(ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int) -> float:
+def precision_at_k(
+    ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int
+) -> float:
     """Relevant items in the top k divided by k."""
     rel = set(relevant)
     return sum(1 for i in _top(ranked, k) if i in rel) / k
 
 
-def hit_rate_at_k(ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int) -> float:
+def hit_rate_at_k(
+    ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int
+) -> float:
     """1.0 if any relevant item is in the top k, else 0.0."""
     rel = set(relevant)
     return 1.0 if any(i in rel for i in _top(ranked, k)) else 0.0
 
 
-def ndcg_at_k(ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int) -> float:
+def ndcg_at_k(
+    ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int
+) -> float:
     """Binary-relevance NDCG@k: DCG with gain 1/log2(rank+1), divided by the ideal DCG.
 
     With one relevant item at 1-based rank r <= k this is 1/log2(r+1).
@@ -67,7 +75,9 @@ def ranking_metrics_at_k(
         {"recall@10": .., "ndcg@10": .., "hr@10": .., "precision@10": .., ...} averaged over
         users; {} keys still present (0.0) when there are no users.
     """
-    sums: dict[str, float] = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hr", "precision")}
+    sums: dict[str, float] = {
+        f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "hr", "precision")
+    }
     n = 0
     for ranked, rel in zip(rankings, relevants, strict=True):
         n += 1
@@ -105,5 +115,7 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (10, 20, 50)) -> d
         hit = r <= k
         out[f"recall@{k}"] = float(hit.mean()) if len(r) else 0.0
         out[f"hr@{k}"] = out[f"recall@{k}"]
-        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()) if len(r) else 0.0
+        out[f"ndcg@{k}"] = (
+            float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()) if len(r) else 0.0
+        )
     return out

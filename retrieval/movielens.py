@@ -50,7 +50,9 @@ class InteractionData:
 def _package_dir(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise CatalogueError(f"'{package}' is not installed; install it with: pip install --no-deps {pip_name}")
+        raise CatalogueError(
+            f"'{package}' is not installed; install it with: pip install --no-deps {pip_name}"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -58,7 +60,9 @@ def movielens_dir() -> Path:
     """The ml-100k folder inside the installed recbole wheel (recbole is not imported)."""
     folder = _package_dir("recbole", "recbole==1.2.1") / "dataset_example" / "ml-100k"
     if not (folder / "ml-100k.inter").is_file():
-        raise CatalogueError(f"MovieLens-100K files are missing from {folder}; reinstall recbole==1.2.1")
+        raise CatalogueError(
+            f"MovieLens-100K files are missing from {folder}; reinstall recbole==1.2.1"
+        )
     return folder
 
 
@@ -97,7 +101,9 @@ def _movies_db() -> pd.DataFrame | None:
         return None
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
         return pd.read_sql_query(
-            'SELECT "Title", "Year", "Genre", "Director", "Writer", "Cast", "Awards", "imdbID" FROM omdb', con
+            'SELECT "Title", "Year", "Genre", "Director", "Writer", "Cast", "Awards", "imdbID" '
+            "FROM omdb",
+            con,
         )
 
 
@@ -114,7 +120,11 @@ def _enrichment_index(db: pd.DataFrame) -> dict[tuple[str, int], dict[str, str]]
 def _describe(year: int | None, genres: list[str], rec: dict[str, str] | None) -> str:
     def field(name: str) -> str:
         value = rec.get(name) if rec else None
-        return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+        return (
+            ""
+            if value is None or (isinstance(value, float) and pd.isna(value))
+            else str(value).strip()
+        )
 
     lines = []
     if year:
@@ -143,7 +153,9 @@ def load_movielens_items(folder: Path | None = None) -> list[Item]:
         director, writer, cast, awards; metadata has `year`, `genres`, `enriched`, `imdb_id`.
     """
     folder = folder or movielens_dir()
-    raw = pd.read_csv(folder / "ml-100k.item", sep="\t", quoting=3, dtype=str, keep_default_na=False)
+    raw = pd.read_csv(
+        folder / "ml-100k.item", sep="\t", quoting=3, dtype=str, keep_default_na=False
+    )
     raw.columns = [c.split(":")[0] for c in raw.columns]
     db = _movies_db()
     index = _enrichment_index(db) if db is not None else {}
@@ -167,8 +179,15 @@ def load_movielens_items(folder: Path | None = None) -> list[Item]:
         if hit and hit.get("imdbID"):
             meta["imdb_id"] = hit["imdbID"]
         display = f"{title} ({year})" if year else title
-        items.append(Item(id=str(rec["item_id"]), title=display, description=_describe(year, genres, hit),
-                          tags=tuple(genres), metadata=meta))
+        items.append(
+            Item(
+                id=str(rec["item_id"]),
+                title=display,
+                description=_describe(year, genres, hit),
+                tags=tuple(genres),
+                metadata=meta,
+            )
+        )
     logger.info("ml-100k: %d items, %d enriched from movies.db", len(items), matched)
     return items
 
@@ -178,7 +197,9 @@ def load_movielens(folder: Path | None = None) -> InteractionData:
     folder = folder or movielens_dir()
     inter = pd.read_csv(folder / "ml-100k.inter", sep="\t")
     inter.columns = [c.split(":")[0] for c in inter.columns]
-    return InteractionData("ml-100k", load_movielens_items(folder), _clean_interactions(inter, "ml-100k.inter"))
+    return InteractionData(
+        "ml-100k", load_movielens_items(folder), _clean_interactions(inter, "ml-100k.inter")
+    )
 
 
 def _clean_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -191,7 +212,9 @@ def _clean_interactions(df: pd.DataFrame, source: str) -> pd.DataFrame:
         }
     )
     if out["rating"].isna().any():
-        raise CatalogueError(f"{source}: {int(out['rating'].isna().sum())} rating(s) are not numbers")
+        raise CatalogueError(
+            f"{source}: {int(out['rating'].isna().sum())} rating(s) are not numbers"
+        )
     return out.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
@@ -221,7 +244,9 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
     except Exception as e:  # pandas raises many types for unreadable files
         raise CatalogueError(f"{path.name}: cannot read interactions: {e}") from e
-    raise CatalogueError(f"{path.name}: unsupported interactions format '{suffix}'; use .csv or .parquet")
+    raise CatalogueError(
+        f"{path.name}: unsupported interactions format '{suffix}'; use .csv or .parquet"
+    )
 
 
 def load_user_data(
@@ -266,10 +291,13 @@ def load_user_data(
     dropped = int(inter.loc[counts < min_interactions, "user_id"].nunique())
     inter = inter[counts >= min_interactions].reset_index(drop=True)
     if dropped:
-        logger.warning("dropped %d user(s) with fewer than %d interactions", dropped, min_interactions)
+        logger.warning(
+            "dropped %d user(s) with fewer than %d interactions", dropped, min_interactions
+        )
     if inter.empty:
         raise CatalogueError(
             f"{ipath.name}: no user has at least {min_interactions} interactions "
-            f"({dropped} user(s) dropped); leave-last-out evaluation needs train, validation and test items"
+            f"({dropped} user(s) dropped); leave-last-out evaluation needs train, validation "
+            "and test items"
         )
     return InteractionData(ipath.stem, catalogue, inter, dropped_users=dropped)

@@ -1,4 +1,7 @@
-"""User histories and per-modality profile vectors (rating- and recency-weighted; dislikes push away)."""
+"""User histories and per-modality profile vectors.
+
+Profiles are rating- and recency-weighted; disliked items push a profile away.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ class History:
             self.timestamps = [0] * n
         if len(self.ratings) != n or len(self.timestamps) != n:
             raise ValueError(
-                f"history has {n} items, {len(self.ratings)} ratings and {len(self.timestamps)} timestamps"
+                f"history has {n} items, {len(self.ratings)} ratings "
+                f"and {len(self.timestamps)} timestamps"
             )
 
     def __len__(self) -> int:

@@ -17,7 +17,9 @@ def _vectors() -> dict:
     rng = np.random.default_rng(3)
     items = film_items()
     text = dict(zip(items, unit(rng, len(items), 32), strict=True))
-    text["rotj"] = (text["sw"] + 0.3 * text["rotj"]) / np.linalg.norm(text["sw"] + 0.3 * text["rotj"])
+    text["rotj"] = (text["sw"] + 0.3 * text["rotj"]) / np.linalg.norm(
+        text["sw"] + 0.3 * text["rotj"]
+    )
     return {"text": text}
 
 
@@ -28,17 +30,29 @@ def explainer() -> Explainer:
 
 @pytest.fixture(scope="module")
 def rotj() -> Evidence:
-    return build_evidence("rotj", user_history(), items=film_items(), vectors=_vectors(),
-                          weights={"text": 1.0}, co_likes=co_likes(), rank=1)
+    return build_evidence(
+        "rotj",
+        user_history(),
+        items=film_items(),
+        vectors=_vectors(),
+        weights={"text": 1.0},
+        co_likes=co_likes(),
+        rank=1,
+    )
 
 
 def test_title_forms_cover_movielens_conventions() -> None:
     assert title_forms("Empire Strikes Back, The (1980)") >= {
-        "Empire Strikes Back, The (1980)", "Empire Strikes Back, The", "The Empire Strikes Back",
-        "The Empire Strikes Back (1980)"}
+        "Empire Strikes Back, The (1980)",
+        "Empire Strikes Back, The",
+        "The Empire Strikes Back",
+        "The Empire Strikes Back (1980)",
+    }
     index = TitleIndex({"esb": "Empire Strikes Back, The (1980)", "a": "Alien (1979)"})
     assert [(f, ids) for f, ids, _ in index.find("Unlike The Empire Strikes Back or Alien.")] == [
-        ("The Empire Strikes Back", {"esb"}), ("Alien", {"a"})]
+        ("The Empire Strikes Back", {"esb"}),
+        ("Alien", {"a"}),
+    ]
 
 
 def test_evidence_titles_pass(explainer: Explainer, rotj: Evidence) -> None:
@@ -67,7 +81,9 @@ def test_evidence_titles_pass(explainer: Explainer, rotj: Evidence) -> None:
         ("It is tagged Romance.", "romance"),
     ],
 )
-def test_unsupported_mentions_are_rejected(explainer: Explainer, rotj: Evidence, text: str, why: str) -> None:
+def test_unsupported_mentions_are_rejected(
+    explainer: Explainer, rotj: Evidence, text: str, why: str
+) -> None:
     result = explainer.check(text, rotj)
     assert not result.ok
     assert why.lower() in (result.reason or "").lower()
@@ -85,21 +101,34 @@ def _media_evidence(image_weight: float, labels: dict | None = None) -> Evidence
     rng = np.random.default_rng(5)
     items = film_items()
     base = unit(rng, 1, 8)[0]
-    vectors = {"text": dict(zip(items, unit(rng, len(items), 16), strict=True)),
-               "image": {"sw": base, "rotj": base}, "audio": {"sw": base[:4] / np.linalg.norm(base[:4]),
-                                                              "rotj": base[:4] / np.linalg.norm(base[:4])}}
+    vectors = {
+        "text": dict(zip(items, unit(rng, len(items), 16), strict=True)),
+        "image": {"sw": base, "rotj": base},
+        "audio": {
+            "sw": base[:4] / np.linalg.norm(base[:4]),
+            "rotj": base[:4] / np.linalg.norm(base[:4]),
+        },
+    }
     vectors["text"]["rotj"] = vectors["text"]["sw"]
-    return build_evidence("rotj", [HistoryEntry("sw", 1.0, 5.0)], items=items, vectors=vectors,
-                          weights={"text": 1.0, "image": image_weight, "audio": image_weight},
-                          labels=labels or {}, rank=1)
+    return build_evidence(
+        "rotj",
+        [HistoryEntry("sw", 1.0, 5.0)],
+        items=items,
+        vectors=vectors,
+        weights={"text": 1.0, "image": image_weight, "audio": image_weight},
+        labels=labels or {},
+        rank=1,
+    )
 
 
 def test_modality_claims_need_that_modality_to_matter(explainer: Explainer) -> None:
     labels = {"rotj": {"audio": ["Electric piano"]}, "sw": {"audio": ["Electric piano"]}}
     strong, weak = _media_evidence(1.0, labels), _media_evidence(0.01, labels)
-    claims = ["Its cover art looks like that of Star Wars.",
-              "Its sound is tagged Electric piano, like items you liked.",
-              "It sounds like Star Wars."]
+    claims = [
+        "Its cover art looks like that of Star Wars.",
+        "Its sound is tagged Electric piano, like items you liked.",
+        "It sounds like Star Wars.",
+    ]
     for text in claims:
         assert explainer.check(text, strong).ok, explainer.check(text, strong).reason
         result = explainer.check(text, weak)
@@ -107,7 +136,9 @@ def test_modality_claims_need_that_modality_to_matter(explainer: Explainer) -> N
     assert not explainer.check("It is tagged Guitar.", strong).ok  # not one of its labels
 
 
-def test_text_only_evidence_rejects_any_modality_claim(explainer: Explainer, rotj: Evidence) -> None:
+def test_text_only_evidence_rejects_any_modality_claim(
+    explainer: Explainer, rotj: Evidence
+) -> None:
     for text in ("Its poster looks like Star Wars.", "It sounds like Star Wars."):
         assert not explainer.check(text, rotj).ok
 
@@ -119,12 +150,22 @@ def test_template_always_passes(explainer: Explainer) -> None:
         for item_id in items:
             for rank in (None, 1):
                 for request in (None, "space opera"):
-                    ev = build_evidence(item_id, history, items=items, vectors=vectors,
-                                        weights={"text": 1.0}, co_likes=co_likes(), rank=rank,
-                                        request=request,
-                                        request_vector=vectors["text"]["sw"] if request else None)
+                    ev = build_evidence(
+                        item_id,
+                        history,
+                        items=items,
+                        vectors=vectors,
+                        weights={"text": 1.0},
+                        co_likes=co_likes(),
+                        rank=rank,
+                        request=request,
+                        request_vector=vectors["text"]["sw"] if request else None,
+                    )
                     text = explainer.template(ev)
-                    assert text and explainer.check(text, ev).ok, (text, explainer.check(text, ev).reason)
+                    assert text and explainer.check(text, ev).ok, (
+                        text,
+                        explainer.check(text, ev).reason,
+                    )
     for weight in (1.0, 0.01):
         labels = {"rotj": {"audio": ["Electric piano"]}, "sw": {"audio": ["Electric piano"]}}
         ev = _media_evidence(weight, labels)

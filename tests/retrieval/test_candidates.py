@@ -46,14 +46,18 @@ def _log() -> pd.DataFrame:
     rows = []
     for u in range(6):
         seq = ["love1", "love2", "love3"] if u % 2 == 0 else ["horror1", "horror2", "cook1"]
-        rows += [{"user_id": f"u{u}", "item_id": i, "rating": 5.0, "timestamp": 1000 + 10 * k}
-                 for k, i in enumerate(seq)]
+        rows += [
+            {"user_id": f"u{u}", "item_id": i, "rating": 5.0, "timestamp": 1000 + 10 * k}
+            for k, i in enumerate(seq)
+        ]
     return pd.DataFrame(rows)
 
 
 @pytest.fixture(scope="module")
 def generator(index, text_encoder) -> CandidateGenerator:  # type: ignore[no-untyped-def]
-    return CandidateGenerator(index, config=HybridConfig(knn_k=5), text_encoder=text_encoder).fit(_log(), IDS)
+    return CandidateGenerator(index, config=HybridConfig(knn_k=5), text_encoder=text_encoder).fit(
+        _log(), IDS
+    )
 
 
 def test_history_changes_candidates(generator: CandidateGenerator) -> None:
@@ -87,30 +91,44 @@ def test_cold_start_without_anything_is_popularity(generator: CandidateGenerator
 
 
 def test_every_candidate_keeps_its_sources(generator: CandidateGenerator) -> None:
-    cands = generator.generate(History(["love1", "love2"], [5.0, 4.0], [1, 2]), query="a wedding", n=5)
+    cands = generator.generate(
+        History(["love1", "love2"], [5.0, 4.0], [1, 2]), query="a wedding", n=5
+    )
     for c in cands:
-        assert {"ease", "itemknn", "transitions", "popularity", "content-text", "query"} <= set(c.sources)
+        assert {"ease", "itemknn", "transitions", "popularity", "content-text", "query"} <= set(
+            c.sources
+        )
         assert sum(c.contributions.values()) == pytest.approx(c.score, abs=1e-9)
     assert [c.score for c in cands] == sorted((c.score for c in cands), reverse=True)
 
 
 def test_profile_dislikes_push_away(index: NumpyIndex) -> None:
     _, vecs, _ = index.get("text", ["love1", "horror1"])
-    liked = build_profile(History(["love1", "horror1"], [5.0, 5.0], [1, 2]), index, half_life=None)["text"]
-    pushed = build_profile(History(["love1", "horror1"], [5.0, 1.0], [1, 2]), index, half_life=None)["text"]
+    liked = build_profile(History(["love1", "horror1"], [5.0, 5.0], [1, 2]), index, half_life=None)[
+        "text"
+    ]
+    pushed = build_profile(
+        History(["love1", "horror1"], [5.0, 1.0], [1, 2]), index, half_life=None
+    )["text"]
     assert pushed @ vecs[1] < liked @ vecs[1]
     assert np.linalg.norm(pushed) == pytest.approx(1.0, abs=1e-5)
     assert build_profile(History(), index) == {}
 
 
-def test_chroma_store_plugs_in_like_the_numpy_index(tmp_path: Path, index: NumpyIndex, text_encoder) -> None:  # type: ignore[no-untyped-def]
+def test_chroma_store_plugs_in_like_the_numpy_index(
+    tmp_path: Path, index: NumpyIndex, text_encoder
+) -> None:  # type: ignore[no-untyped-def]
     from retrieval.store import VectorStore
 
     store = VectorStore.open(tmp_path / "store")
     ids, vecs, _ = index.get("text")
     store.upsert("text", ids, vecs, [{"title": i} for i in ids])
-    gen = CandidateGenerator(store, config=HybridConfig(knn_k=5), text_encoder=text_encoder).fit(_log(), IDS)
-    ref = CandidateGenerator(index, config=HybridConfig(knn_k=5), text_encoder=text_encoder).fit(_log(), IDS)
+    gen = CandidateGenerator(store, config=HybridConfig(knn_k=5), text_encoder=text_encoder).fit(
+        _log(), IDS
+    )
+    ref = CandidateGenerator(index, config=HybridConfig(knn_k=5), text_encoder=text_encoder).fit(
+        _log(), IDS
+    )
     hist = History(["love1", "cook1"], [5.0, 4.0], [1, 2])
     a = gen.generate(hist, query="bread and pastry", n=5)
     b = ref.generate(hist, query="bread and pastry", n=5)

@@ -49,7 +49,9 @@ def test_recommend_batch_items_filter_and_padding() -> None:
     assert (ids == -1).any() and np.isneginf(scores[ids == -1]).all()  # only 1 unseen allowed item
 
 
-@pytest.mark.parametrize("model", [EASE(l2=3.0), ItemKNN(k=3, shrink=1.0), Popularity(), Transitions(2, 0.5, 1.0)])
+@pytest.mark.parametrize(
+    "model", [EASE(l2=3.0), ItemKNN(k=3, shrink=1.0), Popularity(), Transitions(2, 0.5, 1.0)]
+)
 def test_save_load_roundtrip(model: ItemScorer, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ui = checkerboard()
     model.fit(sp.csr_matrix(ui.multiply(np.arange(1, 11, dtype=np.float32))))
@@ -87,15 +89,23 @@ def test_popularity_and_wrong_shape() -> None:
 def test_time_decayed_popularity_is_causal() -> None:
     items = np.array([0, 0, 1, 1, 1])
     times = np.array([0, 86400, 10 * 86400, 10 * 86400, 10 * 86400])
-    pop = time_decayed_popularity(items, times, np.array([86400, 20 * 86400]), 2, half_life_days=1.0)
+    pop = time_decayed_popularity(
+        items, times, np.array([86400, 20 * 86400]), 2, half_life_days=1.0
+    )
     assert pop[0, 1] == 0.0  # item 1 is only rated later
     assert pop[0, 0] == pytest.approx(1.5)  # 2**-1 + 1
     assert pop[1, 1] > pop[1, 0]
 
 
 def test_history_weights() -> None:
-    w = history_weights(np.array([2, 1, 0]), np.array([5.0, 1.0, 4.0]), half_life=1.0, last_n=2,
-                        like_threshold=3.0, negative_weight=0.5)
+    w = history_weights(
+        np.array([2, 1, 0]),
+        np.array([5.0, 1.0, 4.0]),
+        half_life=1.0,
+        last_n=2,
+        like_threshold=3.0,
+        negative_weight=0.5,
+    )
     np.testing.assert_allclose(w, [0.0, -0.25, 1.0])
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.evaluate import run_eval, split_leave_last_out, tune_weights
 from retrieval.errors import CatalogueError
+from retrieval.evaluate import run_eval, split_leave_last_out, tune_weights
 
 
 class HashingTextEncoder:
@@ -36,33 +36,58 @@ class HashingTextEncoder:
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:
-    """40 users walking a ring of 30 items (i -> i+1 -> i+2 ...), 8 steps each, plus one short user."""
+    """40 users walk a ring of 30 items (i -> i+1 -> ...), 8 steps each; one user is too short."""
     rng = np.random.default_rng(0)
     rows = []
     for u in range(40):
         start = int(rng.integers(30))
-        rows += [{"user_id": f"u{u}", "item_id": f"m{(start + k) % 30}", "rating": 4, "timestamp": 1000 * u + k}
-                 for k in range(8)]
+        rows += [
+            {
+                "user_id": f"u{u}",
+                "item_id": f"m{(start + k) % 30}",
+                "rating": 4,
+                "timestamp": 1000 * u + k,
+            }
+            for k in range(8)
+        ]
     rows += [{"user_id": "short", "item_id": "m1", "rating": 5, "timestamp": 5}]
     inter = tmp_path / "inter.csv"
     pd.DataFrame(rows).to_csv(inter, index=False)
     items = tmp_path / "items.csv"
     genre = ["space", "love", "crime"]
-    pd.DataFrame({"id": [f"m{k}" for k in range(30)], "title": [f"Film {k}" for k in range(30)],
-                  "description": [f"a {genre[k % 3]} story number {k}" for k in range(30)]}).to_csv(items, index=False)
+    pd.DataFrame(
+        {
+            "id": [f"m{k}" for k in range(30)],
+            "title": [f"Film {k}" for k in range(30)],
+            "description": [f"a {genre[k % 3]} story number {k}" for k in range(30)],
+        }
+    ).to_csv(items, index=False)
     return inter, items
 
 
 def test_run_eval_on_user_files(tmp_path: Path) -> None:
     inter, items = _files(tmp_path)
     out = tmp_path / "report" / "eval.json"
-    kw = {"interactions": inter, "items": items, "text_encoder": HashingTextEncoder(), "cache_dir": tmp_path}
+    kw = {
+        "interactions": inter,
+        "items": items,
+        "text_encoder": HashingTextEncoder(),
+        "cache_dir": tmp_path,
+    }
     report = run_eval(out=out, **kw)
     assert report["protocol"] == "leave-last-out-full" and report["users"] == 40
     assert report["dropped_users"] == 1 and report["dataset"] == "inter"
     for name in ("popularity", "itemknn", "ease", "content-text", "hybrid"):
         row = report["models"][name]
-        assert set(row) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20", "hr@10", "recall@50", "seconds"}
+        assert set(row) == {
+            "recall@10",
+            "recall@20",
+            "ndcg@10",
+            "ndcg@20",
+            "hr@10",
+            "recall@50",
+            "seconds",
+        }
         assert all(0.0 <= row[k] <= 1.0 for k in row if k != "seconds")
     # the ring is perfectly sequential: the hybrid (with transitions) must find the next item
     assert report["models"]["hybrid"]["hr@10"] > report["models"]["popularity"]["hr@10"]
@@ -70,7 +95,12 @@ def test_run_eval_on_user_files(tmp_path: Path) -> None:
     table = out.with_suffix(".md").read_text()
     assert "| hybrid |" in table and "ndcg@10" in table
     again = run_eval(**kw)
-    strip = lambda r: {m: {k: v for k, v in row.items() if k != "seconds"} for m, row in r["models"].items()}  # noqa: E731
+
+    def strip(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            m: {k: v for k, v in row.items() if k != "seconds"} for m, row in r["models"].items()
+        }
+
     assert strip(again) == strip(report)  # deterministic
 
 
@@ -91,13 +121,21 @@ def test_run_eval_user_errors_surface(tmp_path: Path) -> None:
 
 
 def test_split_and_tuning() -> None:
-    df = pd.DataFrame({"user_id": ["a"] * 4 + ["b"] * 3, "item_id": list("wxyzwxy"),
-                       "rating": 1.0, "timestamp": [1, 2, 3, 3, 1, 2, 3]})
+    df = pd.DataFrame(
+        {
+            "user_id": ["a"] * 4 + ["b"] * 3,
+            "item_id": list("wxyzwxy"),
+            "rating": 1.0,
+            "timestamp": [1, 2, 3, 3, 1, 2, 3],
+        }
+    )
     train, target = split_leave_last_out(df, 1)
     assert target["item_id"].tolist() == ["z", "y"] and len(train) == 5
     _, val = split_leave_last_out(df, 2)
     assert val["item_id"].tolist() == ["y", "x"]
     good = np.array([[0.0, 1.0, 0.2]])
     bad = np.array([[1.0, 0.0, 0.2]])
-    weights, best = tune_weights({"ease": bad, "other": good}, np.zeros((1, 3), bool), np.array([1]))
+    weights, best = tune_weights(
+        {"ease": bad, "other": good}, np.zeros((1, 3), bool), np.array([1])
+    )
     assert weights["other"] > weights["ease"] and best == 1.0

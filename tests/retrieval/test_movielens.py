@@ -33,14 +33,19 @@ def test_title_variants_handle_articles_and_aka() -> None:
 
 def _write(tmp_path: Path, rows: list[dict], items: int = 5) -> tuple[Path, Path]:
     cat = tmp_path / "items.jsonl"
-    cat.write_text("\n".join(json.dumps({"id": f"i{k}", "title": f"Item {k}"}) for k in range(items)))
+    cat.write_text(
+        "\n".join(json.dumps({"id": f"i{k}", "title": f"Item {k}"}) for k in range(items))
+    )
     inter = tmp_path / "inter.csv"
     pd.DataFrame(rows).to_csv(inter, index=False)
     return inter, cat
 
 
 def _rows(user: str, n: int, start: int = 0) -> list[dict]:
-    return [{"user_id": user, "item_id": f"i{k}", "rating": 4, "timestamp": 100 + start + k} for k in range(n)]
+    return [
+        {"user_id": user, "item_id": f"i{k}", "rating": 4, "timestamp": 100 + start + k}
+        for k in range(n)
+    ]
 
 
 def test_user_data_ok_drops_short_users(tmp_path: Path) -> None:
@@ -63,13 +68,17 @@ def test_user_data_parquet_and_date_timestamps(tmp_path: Path) -> None:
 
 
 def test_user_data_missing_column(tmp_path: Path) -> None:
-    inter, cat = _write(tmp_path, [{k: v for k, v in r.items() if k != "rating"} for r in _rows("a", 3)])
+    inter, cat = _write(
+        tmp_path, [{k: v for k, v in r.items() if k != "rating"} for r in _rows("a", 3)]
+    )
     with pytest.raises(CatalogueError, match="missing column.*rating"):
         load_user_data(inter, cat)
 
 
 def test_user_data_unknown_item(tmp_path: Path) -> None:
-    inter, cat = _write(tmp_path, _rows("a", 3) + [{"user_id": "a", "item_id": "zzz", "rating": 1, "timestamp": 1}])
+    inter, cat = _write(
+        tmp_path, _rows("a", 3) + [{"user_id": "a", "item_id": "zzz", "rating": 1, "timestamp": 1}]
+    )
     with pytest.raises(CatalogueError, match="1 item id.*zzz"):
         load_user_data(inter, cat)
 

@@ -1,0 +1,201 @@
+"""The app as a person uses it: headless Chromium asks, clicks Why, likes, and sees the list change.
+
+Builds a small real store (real encoders, identity re-ranker, no LLM), serves `app.py` on a
+free loopback port in a subprocess and drives Debian's `/usr/bin/chromium` with Playwright
+(never a downloaded browser). Screenshots go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "docs" / "screenshots"
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run"]
+
+# (id, title, description, tags, skimage picture or None, has audio)
+ITEMS = [
+    ("astro", "Astronaut portrait", "A smiling astronaut in a white space suit in front of a flag.",
+     ["space", "portrait", "nasa"], "astronaut.png", False),
+    ("rocket", "Rocket on the pad", "A rocket waiting on the launch pad under a clear sky.",
+     ["space", "rocket", "launch"], "rocket.jpg", False),
+    ("hubble", "Hubble deep field", "Thousands of distant galaxies seen by the Hubble telescope.",
+     ["space", "galaxies", "stars"], "hubble_deep_field.jpg", False),
+    ("moon", "The Moon", "The grey surface of the Moon with craters.", ["space", "moon", "calm"],
+     "moon.png", False),
+    ("cat", "Chelsea the cat", "A ginger cat looking sideways, calm and curious.", ["cat", "pet", "calm"],
+     "chelsea.png", False),
+    ("coffee", "Cup of coffee", "A cup of coffee on a saucer, morning calm.", ["coffee", "food", "calm"],
+     "coffee.png", False),
+    ("horse", "Horse silhouette", "A black silhouette of a running horse.", ["horse", "animal"],
+     "horse.png", False),
+    ("camera", "Cameraman", "A man with a film camera on a tripod in a field.", ["photography", "film"],
+     "camera.png", False),
+    ("speech", "Spoken words", "A short clip of calm speech, a voice reading aloud.",
+     ["speech", "voice", "calm"], None, True),
+    ("coins", "Old coins", "A set of old coins on a table.", ["coins", "history"], "coins.png", False),
+]
+INTERACTIONS = [  # user_id, item_id, rating, timestamp
+    ("alice", "astro", 5, 1), ("alice", "rocket", 5, 2), ("alice", "coins", 2, 3),
+    ("bob", "cat", 5, 1), ("bob", "coffee", 4, 2), ("bob", "horse", 4, 3),
+    ("carol", "rocket", 4, 1), ("carol", "hubble", 5, 2), ("carol", "camera", 3, 3),
+]
+
+
+def build_small_store(root: Path, encoders: object) -> Path:
+    """A 10-item multimodal store with three users; returns its config path (no LLM)."""
+    import skimage
+
+    from retrieval.config import FusionrecConfig
+    from retrieval.ingest import ingest_catalogue
+    from retrieval.store import VectorStore
+
+    media = root / "media"
+    media.mkdir(parents=True)
+    data = Path(skimage.__file__).parent / "data"
+    rows = []
+    for iid, title, desc, tags, picture, audio in ITEMS:
+        row = {"id": iid, "title": title, "description": desc, "tags": tags}
+        if picture:
+            shutil.copy(data / picture, media / picture)
+            row["image"] = f"media/{picture}"
+        if audio:
+            shutil.copy(ROOT / "tests" / "data" / "speech.flac", media / "speech.flac")
+            row["audio"] = "media/speech.flac"
+        rows.append(row)
+    catalogue = root / "items.jsonl"
+    catalogue.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "interactions.csv").write_text(
+        "user_id,item_id,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in INTERACTIONS))
+    cfg_path = root / "fusionrec.toml"
+    cfg_path.write_text(
+        f'[store]\npath = "{root / "store"}"\n\n[encoders]\nnum_threads = 1\n\n'
+        f'[data]\ninteractions = "{root / "interactions.csv"}"\nitems = "{catalogue}"\n'
+        f'users_path = "{root / "users.jsonl"}"\n\n[llm]\nreranker = "identity"\nexplain = false\n'
+    )
+    cfg = FusionrecConfig.from_toml(cfg_path)
+    report = ingest_catalogue(catalogue, VectorStore.from_config(cfg), encoders)
+    assert not report.failed, report.to_dict()
+    return cfg_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(cfg_path: Path, port: int, log: Path) -> subprocess.Popen:
+    """Start `app.py` on loopback and wait until it answers (or fail with its log)."""
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               OPENBLAS_NUM_THREADS="1", ANONYMIZED_TELEMETRY="False", NO_PROXY="127.0.0.1,localhost")
+    env.pop("FUSIONREC_USER", None)
+    env.pop("FUSIONREC_PASSWORD", None)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(cfg_path), "--port", str(port)],
+                            cwd=cfg_path.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"app.py did not answer within 90 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory, encoders: object):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("browser")
+    cfg = build_small_store(root, encoders)
+    port = free_port()
+    proc = serve(cfg, port, root / "app.log")
+    yield f"http://127.0.0.1:{port}/"
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _card_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
+    titles = []
+    for n in range(10):
+        card = page.locator(f"#card-{n}")
+        if card.count() and card.is_visible():
+            first = page.locator(f"#card-text-{n}").inner_text().strip().split("\n")[0]
+            titles.append(first.split(" ", 1)[1] if first.startswith("#") else first)  # drop "#3 "
+    return titles
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make setup-system)")
+def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(app_url)
+        expect(page.locator("#fr-status")).to_contain_text("Chatting as")
+
+        # The user picker: alice has a history (astronaut, rocket).
+        picker = page.locator("#fr-user input")
+        picker.fill("alice")
+        picker.press("Enter")
+        expect(page.locator("#fr-status")).to_contain_text("alice")
+
+        # Ask in the chat; the reply streams in and the cards appear.
+        page.locator("#fr-input textarea").fill("recommend something about space")
+        page.locator("#fr-input textarea").press("Enter")
+        expect(page.locator("#fr-chat")).to_contain_text("Here is what I found", timeout=60_000)
+        expect(page.locator("#card-0")).to_be_visible()
+        expect(page.locator("#fr-header")).to_contain_text("alice")
+        before = _card_titles(page)
+        assert len(before) == 5, before
+        assert not any("Astronaut" in t or "Rocket" in t for t in before), before  # seen items filtered
+        page.screenshot(path=str(SHOTS / "01-recommendations.png"), full_page=True)
+
+        # Why on the first card: the explanation and its evidence show up.
+        page.locator("#why-0").click()
+        expect(page.locator("#fr-why-evidence")).to_contain_text("Explanation path", timeout=60_000)
+        expect(page.locator("#fr-why-text")).not_to_contain_text("Working out why")
+        assert page.locator("#fr-why-text").inner_text().strip()
+        page.screenshot(path=str(SHOTS / "02-why.png"), full_page=True)
+
+        # Like the first card: it joins the history, so the list changes at once.
+        liked = before[0]
+        page.locator("#like-0").click()
+        expect(page.locator("#fr-status")).to_contain_text("Updated picks", timeout=60_000)
+        after = _card_titles(page)
+        assert after != before and liked not in after, (before, after)
+        page.screenshot(path=str(SHOTS / "03-after-like.png"), full_page=True)
+
+        # Upload a catalogue with one good and one bad row: the good one goes in, the bad is listed.
+        upload = tmp_path / "new items.csv"
+        upload.write_text("id,title,description,tags\nnew1,Night sky,Stars over a calm lake,space|calm\n"
+                          "new2,,no title here,oops\n")
+        page.get_by_text("Add to the catalogue").click()
+        page.locator("#fr-upload input[type=file]").set_input_files(str(upload))
+        page.locator("#fr-ingest").click()
+        expect(page.locator("#fr-report")).to_contain_text("added 1", timeout=60_000)
+        expect(page.locator("#fr-errors")).to_contain_text("missing title")
+        page.locator("#fr-errors").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "04-upload-report.png"), full_page=True)
+        browser.close()
