@@ -1,4 +1,4 @@
-"""The Gradio app: chat, recommendation cards (image, audio, Why, like/dislike), user picker, upload.
+"""The Gradio app: chat, recommendation cards (image, audio, Why, like), user picker, upload.
 
 `python app.py --config fusionrec.toml` serves on 127.0.0.1:7860. Listening beyond this
 machine needs `--host ADDR --allow-remote` *and* a login (FUSIONREC_USER/FUSIONREC_PASSWORD).
@@ -28,16 +28,34 @@ logger = logging.getLogger("fusionrec.app")
 MAX_CARDS = 10  # card slots on the page; k is capped to this
 DEFAULT_K = 5  # list length until the user moves the slider
 SLOT_OUTPUTS = 4  # per card: column, image, audio, text
-CSS = """
-.fr-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px !important;}
-.fr-card img {object-fit: cover;}
-.fr-card .fr-buttons button {min-width: 0; padding: 2px 6px;}
-#fr-why {border: 2px solid var(--color-accent); border-radius: 10px;}
-"""
 
 
-def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set[str] | None = None,
-               max_upload_bytes: int | None = None) -> gr.Blocks:
+def _card_slot(n: int) -> tuple[list[Any], tuple[Any, Any, Any]]:
+    """One hidden card: [column, image, audio, text] and its (Why, Like, Dislike) buttons."""
+    import gradio as gr
+
+    with gr.Column(
+        visible=False, min_width=180, elem_classes="fr-card", elem_id=f"card-{n}"
+    ) as col:
+        hidden = dict(show_label=False, interactive=False, visible=False)
+        img = gr.Image(height=150, container=False, buttons=["fullscreen"], **hidden)
+        aud = gr.Audio(buttons=["download"], **hidden)
+        text = gr.Markdown(elem_id=f"card-text-{n}")
+        with gr.Row(elem_classes="fr-buttons"):
+            btns = tuple(
+                gr.Button(label, size="sm", elem_id=f"{name}-{n}")
+                for label, name in (("Why?", "why"), ("Like", "like"), ("Dislike", "dislike"))
+            )
+    return [col, img, aud, text], btns  # type: ignore[return-value]
+
+
+def build_demo(
+    agent: RecommendationAgent,
+    *,
+    upload_dir: str | Path,
+    media: set[str] | None = None,
+    max_upload_bytes: int | None = None,
+) -> gr.Blocks:
     """The whole page, wired to `agent`.
 
     Args:
@@ -70,14 +88,20 @@ def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set
             rec = recs[n]
             image = ui.servable(rec.item.image, allowed)
             audio = ui.servable(rec.item.audio, allowed)
-            out += [gr.update(visible=True), gr.update(value=image, visible=image is not None),
-                    gr.update(value=audio, visible=audio is not None), ui.card_markdown(rec)]
+            out += [
+                gr.update(visible=True),
+                gr.update(value=image, visible=image is not None),
+                gr.update(value=audio, visible=audio is not None),
+                ui.card_markdown(rec),
+            ]
         return out
 
     def skips(n: int = n_out) -> list[Any]:
         return [gr.skip() for _ in range(n)]
 
-    def on_chat(message: str, history: list[Any], user_id: str, k: float) -> Iterator[tuple[Any, ...]]:
+    def on_chat(
+        message: str, history: list[Any], user_id: str, k: float
+    ) -> Iterator[tuple[Any, ...]]:
         try:
             uid = ui.clean_user_id(user_id)
         except FusionrecError as e:
@@ -85,8 +109,9 @@ def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set
             return
         before = agent.last_result(uid)
         text = ""
-        for text in ui.chat_with_k(agent, uid, message, history, k=int(k)):
-            yield (text, *skips())
+        for item, seconds in ui.with_ticks(agent.chat(uid, message, history, k=int(k))):
+            text = text if item is None else item
+            yield (text if item is not None else ui.working(text, seconds), *skips())
         after = agent.last_result(uid)
         if after is not before:  # a new list: show it as cards too
             yield (text, *card_updates(uid, after))
@@ -97,11 +122,17 @@ def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set
         except FusionrecError as e:
             return [[], [], gr.update(visible=False), f"_{e}_", *card_updates("?", None)]
         known = "" if agent.users.known(uid) else " (new user: starts cold, remembered from now on)"
-        return [[], [], gr.update(visible=False), f"Chatting as **{uid}**{known}.",
-                *card_updates(uid, agent.last_result(uid))]
+        return [
+            [],
+            [],
+            gr.update(visible=False),
+            f"Chatting as **{uid}**{known}.",
+            *card_updates(uid, agent.last_result(uid)),
+        ]
 
-    def on_feedback(slot: int, liked: bool, user_id: str, k: float, shown: list[str],
-                    history: list[Any]) -> Iterator[list[Any]]:
+    def on_feedback(
+        slot: int, liked: bool, user_id: str, k: float, shown: list[str], history: list[Any]
+    ) -> Iterator[list[Any]]:
         """Record the like/dislike, then show (cards) and say (chat) the updated list."""
         try:
             uid = ui.clean_user_id(user_id)
@@ -111,15 +142,41 @@ def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set
             return
         agent.feedback(uid, item.id, liked)
         verb = "Liked" if liked else "Noted: less like"
-        yield [f"{verb} “{item.title}”. ⏳ Updating your picks…", gr.update(visible=False), *skips(n_out + 2)]
+        yield [
+            f"{verb} “{item.title}”. Updating your picks…",
+            gr.update(visible=False),
+            *skips(n_out + 2),
+        ]
         last = agent.last_result(uid)
+        query = last.query if last else None
         try:
-            result = agent.recommend(uid, k=int(k), query=last.query if last else None)
+            result = None
+            for got, seconds in ui.with_ticks(
+                agent.recommend(uid, k=int(k), query=query) for _ in (0,)
+            ):
+                if got is None:
+                    yield [
+                        ui.working(f"{verb} “{item.title}”. Updating your picks…", seconds),
+                        *skips(n_out + 3),
+                    ]
+                result = got or result
         except FusionrecError as e:
             yield [f"{verb} “{item.title}”, but no new list: {e}", *skips(n_out + 3)]
             return
-        said = [*history, {"role": "assistant", "content": format_list(result, f"{verb} “{item.title}”. Updated picks:")}]
-        yield [f"{verb} “{item.title}”. Updated picks below.", gr.skip(), said, said, *card_updates(uid, result)]
+        said = [
+            *history,
+            {
+                "role": "assistant",
+                "content": format_list(result, f"{verb} “{item.title}”. Updated picks:"),
+            },
+        ]
+        yield [
+            f"{verb} “{item.title}”. Updated picks below.",
+            gr.skip(),
+            said,
+            said,
+            *card_updates(uid, result),
+        ]
 
     def on_why(slot: int, user_id: str, shown: list[str]) -> Iterator[list[Any]]:
         try:
@@ -129,42 +186,46 @@ def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set
             yield [gr.update(visible=True), f"_Cannot explain that: {e}_", ""]
             return
         box = gr.update(visible=True, open=True, label=f"Why “{item.title}”?")
-        yield [box, "⏳ _Working out why… (the language model loads on first use; "
-                    "on a CPU that can take a minute)_", ""]
+        yield [box, ui.working("Working out why…", 0), ""]
+        text = "Working out why…"
         try:
-            for text, exp in ui.explain_with_evidence(agent, uid, item.id):
+            for got, seconds in ui.with_ticks(ui.explain_with_evidence(agent, uid, item.id)):
+                if got is None:
+                    yield [gr.skip(), ui.working(text, seconds), gr.skip()]
+                    continue
+                text, exp = got
                 yield [gr.skip(), text, ui.evidence_markdown(exp) if exp is not None else gr.skip()]
         except FusionrecError as e:
             yield [gr.skip(), f"Sorry: {e}.", ""]
 
-    def on_upload(file: str | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> list[Any]:
-        if not file:
-            return ["Choose a catalogue file first (JSONL, CSV, Parquet, or a zip with its media).",
-                    gr.update(value=[], visible=False)]
-        try:
-            path = ui.save_upload(file, upload_dir, name=Path(file).name, max_bytes=limit)
-            report = agent.ingest(path, show_progress=True)
-        except FusionrecError as e:
-            logger.warning("upload refused: %s", e)
-            return [f"**Refused:** {e}", gr.update(value=[], visible=False)]
-        new = set(ui.media_files(agent.items.values(), under=upload_dir)) - allowed
-        allowed.update(new)
-        if getattr(demo, "allowed_paths", None) is not None:  # serve the new media, and only it
-            demo.allowed_paths.extend(sorted(new))
-        rows = ui.report_rows(report)
-        return [ui.report_markdown(report, path.name), gr.update(value=rows, visible=bool(rows))]
+    def on_upload(
+        file: str | None,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio API)
+    ) -> list[Any]:
+        text, rows, new = ui.ingest_upload(agent, file, upload_dir, max_bytes=limit, served=allowed)
+        if new and getattr(demo, "allowed_paths", None) is not None:  # serve new media, only it
+            demo.allowed_paths.extend(new)
+        return [text, gr.update(value=rows, visible=bool(rows))]
 
     with gr.Blocks(title="fusionrec", analytics_enabled=False, fill_width=True) as demo:
-        gr.Markdown("## fusionrec · multimodal recommendations, private and offline\n"
-                    "Ask in the chat (“something calm to listen to”, “why #2?”, “like #1 but darker”, "
-                    "“not into horror”), or use the buttons on the cards.")
+        gr.Markdown(
+            "## fusionrec · multimodal recommendations, private and offline\n"
+            "Ask in the chat (“something calm to listen to”, “why #2?”, “like #1 but darker”, "
+            "“not into horror”), or use the buttons on the cards."
+        )
         with gr.Row(equal_height=True):
-            user = gr.Dropdown(choices=users, value=users[0] if users else None, allow_custom_value=True,
-                               filterable=True, label="User",
-                               info="pick a known user or type a new id (new users start cold)",
-                               scale=1, elem_id="fr-user")
+            user = gr.Dropdown(
+                choices=users,
+                value=users[0] if users else None,
+                allow_custom_value=True,
+                filterable=True,
+                label="User",
+                info="pick a known user or type a new id (new users start cold)",
+                scale=1,
+                elem_id="fr-user",
+            )
             status = gr.Markdown(elem_id="fr-status", scale=2)
-        k = gr.Slider(1, MAX_CARDS, value=DEFAULT_K, step=1, label="How many recommendations (k)", render=False)
+        k = gr.Slider(1, MAX_CARDS, value=DEFAULT_K, step=1, label="How many (k)", render=False)
         shown = gr.State([])
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
@@ -177,68 +238,106 @@ def build_demo(agent: RecommendationAgent, *, upload_dir: str | Path, media: set
                 for row in range(0, MAX_CARDS, 3):
                     with gr.Row(equal_height=False):
                         for n in range(row, min(row + 3, MAX_CARDS)):
-                            with gr.Column(visible=False, min_width=180, elem_classes="fr-card",
-                                           elem_id=f"card-{n}") as col:
-                                img = gr.Image(show_label=False, height=150, interactive=False,
-                                               container=False, visible=False, buttons=["fullscreen"])
-                                aud = gr.Audio(show_label=False, interactive=False, visible=False,
-                                               buttons=["download"])
-                                text = gr.Markdown(elem_id=f"card-text-{n}")
-                                with gr.Row(elem_classes="fr-buttons"):
-                                    buttons.append((gr.Button("Why?", size="sm", elem_id=f"why-{n}"),
-                                                    gr.Button("Like", size="sm", elem_id=f"like-{n}"),
-                                                    gr.Button("Dislike", size="sm", elem_id=f"dislike-{n}")))
-                            slots += [col, img, aud, text]
+                            components, btns = _card_slot(n)
+                            slots += components
+                            buttons.append(btns)
             with gr.Column(scale=1, min_width=320):
                 chat = gr.ChatInterface(
-                    on_chat, additional_inputs=[user, k], additional_outputs=[shown, header, *slots],
+                    on_chat,
+                    additional_inputs=[user, k],
+                    additional_outputs=[shown, header, *slots],
                     additional_inputs_accordion=gr.Accordion("Options", open=False, render=False),
-                    chatbot=gr.Chatbot(height=420, elem_id="fr-chat", label="Chat"),
-                    textbox=gr.Textbox(placeholder="e.g. recommend something calm to listen to",
-                                       elem_id="fr-input", submit_btn=True, show_label=False),
-                    api_name="chat", fill_height=False,
+                    chatbot=gr.Chatbot(
+                        height=460,
+                        elem_id="fr-chat",
+                        label="Chat",
+                        show_label=False,
+                        group_consecutive_messages=False,
+                        placeholder="Ask for recommendations, or “why #1?”",
+                    ),
+                    textbox=gr.Textbox(
+                        placeholder="e.g. recommend something calm to listen to",
+                        elem_id="fr-input",
+                        submit_btn=True,
+                        show_label=False,
+                    ),
+                    api_name="chat",
+                    fill_height=False,
                 )
         with gr.Accordion("Add to the catalogue", open=False):
-            gr.Markdown(f"Upload a JSONL, CSV or Parquet catalogue (`id, title, description, tags, image, "
-                        f"audio`), or a zip holding one catalogue and its media files; at most "
-                        f"{limit / 2**20:.0f} MB. Bad rows are listed; the rest goes in.")
+            gr.Markdown(
+                f"Upload a JSONL, CSV or Parquet catalogue (`id, title, description, tags, image, "
+                f"audio`), or a zip holding one catalogue and its media files; at most "
+                f"{limit / 2**20:.0f} MB. Bad rows are listed; the rest goes in."
+            )
             with gr.Row():
-                upload = gr.File(file_types=list(ui.UPLOAD_SUFFIXES), type="filepath", label="Catalogue",
-                                 elem_id="fr-upload")
+                upload = gr.File(
+                    file_types=list(ui.UPLOAD_SUFFIXES),
+                    type="filepath",
+                    label="Catalogue",
+                    elem_id="fr-upload",
+                )
                 ingest_btn = gr.Button("Ingest", variant="primary", scale=0, elem_id="fr-ingest")
             report = gr.Markdown(elem_id="fr-report")
-            errors = gr.Dataframe(headers=["row", "id", "field", "error"], visible=False,
-                                  interactive=False, wrap=True, label="Problem rows",
-                                  elem_id="fr-errors")
+            errors = gr.Dataframe(
+                headers=["row", "id", "field", "error"],
+                visible=False,
+                wrap=True,
+                interactive=False,
+                label="Problem rows",
+                elem_id="fr-errors",
+            )
 
         card_outputs = [shown, header, *slots]
-        user_change = dict(fn=on_user, inputs=[user],
-                           outputs=[chat.chatbot, chat.chatbot_state, why_box, status, *card_outputs],
-                           api_visibility="private")
+        user_change = dict(
+            fn=on_user,
+            inputs=[user],
+            outputs=[chat.chatbot, chat.chatbot_state, why_box, status, *card_outputs],
+            api_visibility="private",
+        )
         user.change(**user_change)
         demo.load(**user_change)
         for n, (why_btn, like_btn, dislike_btn) in enumerate(buttons):
-            why_btn.click(functools.partial(on_why, n), [user, shown],
-                          [why_box, why_text, why_evidence], api_visibility="private")
+            why_btn.click(
+                functools.partial(on_why, n),
+                [user, shown],
+                [why_box, why_text, why_evidence],
+                api_visibility="private",
+            )
             for btn, liked in ((like_btn, True), (dislike_btn, False)):
-                btn.click(functools.partial(on_feedback, n, liked), [user, k, shown, chat.chatbot],
-                          [status, why_box, chat.chatbot, chat.chatbot_state, *card_outputs],
-                          api_visibility="private",
-                          show_progress="minimal")
+                btn.click(
+                    functools.partial(on_feedback, n, liked),
+                    [user, k, shown, chat.chatbot],
+                    [status, why_box, chat.chatbot, chat.chatbot_state, *card_outputs],
+                    api_visibility="private",
+                    show_progress="minimal",
+                )
         ingest_btn.click(on_upload, [upload], [report, errors], api_visibility="private")
     return demo
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="app.py", description="Serve the fusionrec Gradio app.")
-    p.add_argument("--config", help="TOML config (see retrieval/config.py); default: built-in defaults")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; others need --allow-remote and a login)")
+    p.add_argument(
+        "--config", help="TOML config (see retrieval/config.py); default: built-in defaults"
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; others need --allow-remote and a login)",
+    )
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow a non-loopback --host (also needs FUSIONREC_USER/FUSIONREC_PASSWORD)")
-    p.add_argument("--upload-dir", help="where uploaded catalogues go (default: <store>/../uploads)")
-    p.add_argument("--concurrency", type=int, default=4, help="requests one event handles at a time")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (also needs FUSIONREC_USER/FUSIONREC_PASSWORD)",
+    )
+    p.add_argument(
+        "--upload-dir", help="where uploaded catalogues go (default: <store>/../uploads)"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=4, help="requests one event handles at a time"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -246,8 +345,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Check the bind address, build the agent, serve until interrupted. Returns the exit code."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     from agent import ui_helpers as ui
     from retrieval.errors import FusionrecError
 
@@ -259,7 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent.agent import RecommendationAgent
 
         agent = RecommendationAgent.from_config(args.config)
-        upload_dir = Path(args.upload_dir or agent.config.store_path().parent / "uploads").expanduser()
+        upload_dir = Path(
+            args.upload_dir or agent.config.store_path().parent / "uploads"
+        ).expanduser()
         media = set(ui.media_files(agent.items.values()))
         demo = build_demo(agent, upload_dir=upload_dir, media=media)
     except FusionrecError as e:
@@ -269,9 +372,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo.queue(default_concurrency_limit=max(1, args.concurrency))
     demo.launch(
-        server_name=args.host, server_port=args.port, share=False, auth=login if all(login) else None,
-        max_file_size=ui.MAX_UPLOAD_BYTES, allowed_paths=sorted(media), theme=gr.themes.Soft(), css=CSS,
-        ssr_mode=False, mcp_server=False, show_error=False, quiet=True,
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        auth=login if all(login) else None,
+        max_file_size=ui.MAX_UPLOAD_BYTES,
+        allowed_paths=sorted(media),
+        theme=gr.themes.Soft(),
+        css=ui.CSS,
+        ssr_mode=False,
+        mcp_server=False,
+        show_error=False,
+        quiet=True,
     )
     return 0
 

@@ -108,11 +108,11 @@ class RecommendationAgent:
 
     def _refresh(self) -> None:
         """(Re)build everything derived from the catalogue: items, candidate generator, co-likes."""
+        import pandas as pd
+
         from agent.evidence import CoLikes
         from agent.explain import Explainer
         from retrieval.candidates import CandidateGenerator
-
-        import pandas as pd
 
         self.items: dict[str, Item] = items_from_store(self.store)
         ids = sorted(self.items)
@@ -248,11 +248,17 @@ class RecommendationAgent:
             raise CatalogueError(f"unknown item id '{item_id}'")
         self.users.add_feedback(str(user_id), str(item_id), bool(liked))
 
-    def chat(self, user_id: str, message: str, history: list[Any] | None = None) -> Iterator[str]:
-        """Answer one chat message, streaming the whole reply so far (replace, don't append)."""
+    def chat(
+        self, user_id: str, message: str, history: list[Any] | None = None, *, k: int = 5
+    ) -> Iterator[str]:
+        """Answer one chat message, streaming the whole reply so far (replace, don't append).
+
+        `history` (earlier turns) is accepted for chat-UI compatibility; the agent keeps its own
+        per-user state (last list shown, feedback), which is what "#3" and "why" refer to.
+        """
         from agent.chat import respond
 
-        return respond(self, str(user_id), message)
+        return respond(self, str(user_id), message, k=k)
 
     def last_result(self, user_id: str) -> RecommendResult | None:
         """The most recent list shown to this user (what "#3" refers to in chat)."""

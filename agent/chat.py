@@ -39,27 +39,27 @@ def _resolve(agent: Any, user_id: str, intent: Intent) -> str:
     return shown[index]
 
 
-def _recommend(agent: Any, user_id: str, query: str | None, header: str) -> Iterator[str]:
+def _recommend(agent: Any, user_id: str, query: str | None, header: str, k: int) -> Iterator[str]:
     yield header + "\n_(finding and ranking candidates…)_"
-    result = agent.recommend(user_id, k=CHAT_K, query=query)
+    result = agent.recommend(user_id, k=k, query=query)
     if not result.items:
         yield "Nothing left to recommend: you have seen or ruled out the whole catalogue."
         return
     yield format_list(result, header)
 
 
-def respond(agent: Any, user_id: str, message: str) -> Iterator[str]:
+def respond(agent: Any, user_id: str, message: str, *, k: int = CHAT_K) -> Iterator[str]:
     """Stream the whole reply so far for one message. Errors become a sentence, never a crash."""
     intent = parse_intent(message)
     try:
         if intent.kind == "help":
             yield load_prompt("chat_help").render()
         elif intent.kind == "recommend":
-            yield from _recommend(agent, user_id, intent.text, "Here is what I found:")
+            yield from _recommend(agent, user_id, intent.text, "Here is what I found:", k)
         elif intent.kind == "refine":
             base = agent.items[_resolve(agent, user_id, intent)]
             query = ". ".join(p for p in (base.title, ", ".join(base.tags[:6]), intent.text) if p)
-            yield from _recommend(agent, user_id, query, f"Like “{base.title}”" + (f", but {intent.text}:" if intent.text else ":"))
+            yield from _recommend(agent, user_id, query, f"Like “{base.title}”" + (f", but {intent.text}:" if intent.text else ":"), k)
         elif intent.kind == "explain":
             item_id = _resolve(agent, user_id, intent)
             yield from agent.explain_stream(user_id, item_id)
@@ -75,10 +75,10 @@ def respond(agent: Any, user_id: str, message: str) -> Iterator[str]:
             item_id = _resolve(agent, user_id, intent)
             agent.feedback(user_id, item_id, bool(intent.liked))
             verb = "Glad you liked" if intent.liked else "Noted, less like"
-            yield from _recommend(agent, user_id, None, f"{verb} “{agent.items[item_id].title}”. Updated picks:")
+            yield from _recommend(agent, user_id, None, f"{verb} “{agent.items[item_id].title}”. Updated picks:", k)
         elif intent.kind == "feedback_text":
             agent.users.add_avoid(user_id, intent.text)
-            yield from _recommend(agent, user_id, None, f"Got it: no more {intent.text}. Updated picks:")
+            yield from _recommend(agent, user_id, None, f"Got it: no more {intent.text}. Updated picks:", k)
     except FusionrecError as e:
         yield f"Sorry: {e}."
     except Exception:  # the UI must never see a traceback

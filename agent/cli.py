@@ -150,9 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import app
 
-    argv = ["--config", args.config] if args.config else []
-    argv += ["--host", args.host] if args.host else []
-    argv += ["--port", str(args.port)] if args.port else []
+    argv = (["--config", args.config] if args.config else []) + list(args.app_args)
     return int(app.main(argv))
 
 
@@ -204,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("serve", help="serve the Gradio app on 127.0.0.1")
-    s.add_argument("--host")
-    s.add_argument("--port", type=int)
+    s = sub.add_parser("serve", help="serve the Gradio app on 127.0.0.1 (app flags pass through)")
+    s.add_argument("app_args", nargs=argparse.REMAINDER,
+                   help="app.py options: --host, --port, --allow-remote, --upload-dir, --concurrency")
     s.set_defaults(func=cmd_serve)
     return p
 

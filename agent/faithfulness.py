@@ -59,10 +59,17 @@ _TAG_STOP = re.compile(
     r"\s+(?:like|just|as|which|that|and|or|the same|too|so|in|for|by|from)\b.*$", re.I
 )
 _RATED = re.compile(
-    r"\brated\s+(?:it\s+|them\s+|this\s+)?(\d+(?:\.\d+)?)"
+    r"\b(?:rated|rating of|gave it)\b[^.!?\d]{0,25}?(\d+(?:\.\d+)?)"
     r"|(\d+(?:\.\d+)?)\s*(?:/\s*\d+|stars?\b|out of\b)",
     re.I,
 )
+_SELF_CLAIM = re.compile(
+    r"\b(?:you|the user|they|this user)\s+(?:have\s+|has\s+|already\s+)?"
+    r"(?:liked|loved|rated|enjoyed|watched|saw|seen)\s+"
+    r"(?:it|this(?:\s+\w+)?|the (?:item|film|movie))\b",
+    re.I,
+)
+_YEAR_TITLE = re.compile(r"((?:[A-Z0-9][\w'\-:!.,]*\s+)*?[A-Z0-9][\w'\-:!.,]*)\s*\((\d{4})\)")
 _SPLIT = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z0-9][\w'\-]*|&")
 
@@ -283,6 +290,12 @@ def check_faithfulness(
         quoted = _fold(next(g for g in m.groups() if g is not None).strip(" .,!?"))
         if quoted and not any(quoted == a or (len(quoted) >= 4 and quoted in a) for a in allowed):
             return FaithfulnessResult(False, f"quotes '{quoted}', which is not in the evidence")
+    for m in _YEAR_TITLE.finditer(text):  # "Titans (1997)": anything with a year is a title
+        words = m.group(1).split()
+        while words and not any(_fold(f"{' '.join(words)} ({m.group(2)})") in a for a in allowed):
+            words = words[1:]
+        if not words:
+            return FaithfulnessResult(False, f"names '{m.group(0)}', which is not in the evidence")
     for span, pos in _spans(text):
         if not _span_ok(span, pos, text, allowed):
             return FaithfulnessResult(False, f"mentions '{span}', which is not in the evidence")
@@ -328,6 +341,10 @@ def check_faithfulness(
             return FaithfulnessResult(
                 False, f"cites the number '{word}', which is not in the evidence"
             )
+    seen = any(link.item_id == evidence.item_id for link in evidence.history)
+    claim = _SELF_CLAIM.search(masked)
+    if claim and not seen:
+        return FaithfulnessResult(False, f"claims '{claim.group(0)}' but the user has not rated it")
     bad_rating = _unattributed_rating(masked, refs, evidence)
     if bad_rating is not None:
         return FaithfulnessResult(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,23 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.llm_weights import PACKAGED, ensure_converted
-from retrieval.config import default_home
-from retrieval.errors import MissingDependencyError, ModelLoadError, UnknownBackendError
+from retrieval.errors import UnknownBackendError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LLM = "qwen2.5-coder-1.5b"
 QUANTIZATIONS = ("auto", "nf4", "int8", "none")
-
-
-def cpu_default_dtype() -> str:
-    """"bfloat16" on CPUs with native bf16 matmuls (AVX512-BF16/AMX), else "float32" (faster)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        flags = ""
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
 @dataclass(frozen=True)
@@ -77,7 +65,9 @@ class LLM:
 
     backend = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, device: str, precision: str) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str, device: str, precision: str
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -95,7 +85,9 @@ class LLM:
             {"role": "user", "content": user}
         ]
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
         return "\n\n".join(m["content"] for m in messages) + "\n\n"
 
     def count_tokens(self, text: str) -> int:
@@ -104,7 +96,9 @@ class LLM:
 
     def _inputs(self, prompt: str, system: str | None, chat: bool) -> Any:
         text = self.chat_text(prompt, system=system) if chat else prompt
-        return self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(self.model.device)
+        return self.tokenizer(text, add_special_tokens=False, return_tensors="pt").to(
+            self.model.device
+        )
 
     def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -143,7 +137,9 @@ class LLM:
 
         inputs = self._inputs(prompt, system, chat)
         with torch.inference_mode():
-            out = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens, temperature))
+            out = self.model.generate(
+                **inputs, **self._generate_kwargs(max_new_tokens, temperature)
+            )
         new = out[0, inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new, skip_special_tokens=True)
 
@@ -162,7 +158,11 @@ class LLM:
 
         inputs = self._inputs(prompt, system, chat)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = {**inputs, **self._generate_kwargs(max_new_tokens, temperature), "streamer": streamer}
+        kwargs = {
+            **inputs,
+            **self._generate_kwargs(max_new_tokens, temperature),
+            "streamer": streamer,
+        }
 
         def run() -> None:
             with torch.inference_mode():
@@ -218,11 +218,15 @@ class LLM:
         encoded = [tok(s, add_special_tokens=False).input_ids for s in suffixes]
         if any(not e for e in encoded):
             raise ValueError("every suffix must encode to at least one token")
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding per batch
+        encoded = [encoded[i] for i in order]
         out_rows: list[torch.Tensor] = []
         computed = n_pre
         with torch.inference_mode():
             cache = (
-                self.model(input_ids=pre, use_cache=True, logits_to_keep=1).past_key_values if n_pre else None
+                self.model(input_ids=pre, use_cache=True, logits_to_keep=1).past_key_values
+                if n_pre
+                else None
             )
             for start in range(0, len(encoded), batch_size):
                 chunk = encoded[start : start + batch_size]
@@ -251,110 +255,44 @@ class LLM:
                 computed += b * width
                 if on_batch is not None:
                     on_batch(start + b)
+        logprobs = torch.empty(0)
+        if out_rows:
+            logprobs = torch.empty((len(order), out_rows[0].shape[1]))
+            logprobs[torch.tensor(order)] = torch.cat(out_rows)
         return NextTokenScores(
-            logprobs=torch.cat(out_rows) if out_rows else torch.empty(0),
+            logprobs=logprobs,
             prefix_tokens=n_pre,
             suffix_tokens=sum(len(e) for e in encoded),
             computed_tokens=computed,
         )
 
 
-def _resolve_device(device: str | None) -> str:
-    import torch
+def _load_transformers(name: str, **kwargs: Any) -> LLM:
+    from agent.llm_transformers import load_transformers
 
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device '{device}' requested but CUDA is not available; use device='cpu'")
-    return device
-
-
-def _source(name: str, cache_dir: str | Path | None) -> tuple[str, dict[str, Any]]:
-    """Where from_pretrained should read: (path or id, extra kwargs such as gguf_file)."""
-    if name in PACKAGED:
-        cache = Path(cache_dir).expanduser() if cache_dir else default_home() / "models"
-        return str(ensure_converted(PACKAGED[name], cache)), {}
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return str(path.parent), {"gguf_file": path.name}
-    if path.is_dir():
-        return str(path), {}
-    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
-        raise ModelLoadError(f"model path not found: {path}")
-    return name, {}  # a hub id: resolved from the local HF cache only (offline)
-
-
-def _load_transformers(
-    name: str,
-    *,
-    device: str | None,
-    quantization: str,
-    cache_dir: str | Path | None,
-    num_threads: int,
-    dtype: str | None,
-) -> LLM:
-    for module in ("torch", "transformers"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingDependencyError(
-                f"'{module}' is not installed; install it with: pip install 'fusionrec[llm]'"
-            )
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dev = _resolve_device(device)
-    if dev == "cpu":
-        torch.set_num_threads(num_threads)
-    quant = ("nf4" if dev.startswith("cuda") else "none") if quantization == "auto" else quantization
-    source, extra = _source(name, cache_dir)
-    kwargs: dict[str, Any] = dict(extra)
-    if quant in ("nf4", "int8"):
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise MissingDependencyError(
-                "quantization needs bitsandbytes; install it with: pip install 'fusionrec[llm]'"
-            )
-        if "gguf_file" in kwargs:
-            raise ModelLoadError("a .gguf file cannot be re-quantized; use quantization='none'")
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_compute_dtype=torch.bfloat16,
-                bnb_4bit_use_double_quant=True,
-            )
-            if quant == "nf4"
-            else BitsAndBytesConfig(load_in_8bit=True)
-        )
-        kwargs["device_map"] = {"": dev}
-        precision = quant
-    else:
-        precision = dtype or ("bfloat16" if dev.startswith("cuda") else cpu_default_dtype())
-    kwargs["dtype"] = getattr(torch, precision) if precision in ("bfloat16", "float32", "float16") else torch.bfloat16
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except OSError as e:
-        raise ModelLoadError(
-            f"cannot load LLM '{name}': not a packaged name ({', '.join(PACKAGED)}), not a local "
-            f"folder, and not in the local Hugging Face cache (nothing is downloaded): {e}"
-        ) from e
-    if "quantization_config" not in kwargs:
-        model.to(dev)
-    model.eval()
-    logger.info("loaded LLM %s on %s (%s)", name, dev, precision)
-    return LLM(model, tokenizer, name=name, device=dev, precision=precision)
+    return load_transformers(name, **kwargs)
 
 
 BACKENDS: dict[str, Callable[..., LLM]] = {"transformers": _load_transformers}
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(name: str, backend: str, device: str | None, quantization: str,
-                 cache_dir: str | None, num_threads: int, dtype: str | None) -> LLM:
+def _load_cached(
+    name: str,
+    backend: str,
+    device: str | None,
+    quantization: str,
+    cache_dir: str | None,
+    num_threads: int,
+    dtype: str | None,
+) -> LLM:
     return BACKENDS[backend](
-        name, device=device, quantization=quantization, cache_dir=cache_dir,
-        num_threads=num_threads, dtype=dtype,
+        name,
+        device=device,
+        quantization=quantization,
+        cache_dir=cache_dir,
+        num_threads=num_threads,
+        dtype=dtype,
     )
 
 
@@ -389,10 +327,43 @@ def load_llm(
         MissingDependencyError: torch/transformers/bitsandbytes missing.
     """
     if backend not in BACKENDS:
-        raise UnknownBackendError(f"unknown LLM backend '{backend}'; valid: {', '.join(sorted(BACKENDS))}")
+        raise UnknownBackendError(
+            f"unknown LLM backend '{backend}'; valid: {', '.join(sorted(BACKENDS))}"
+        )
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization '{quantization}'; valid: {', '.join(QUANTIZATIONS)}")
+        raise ValueError(
+            f"unknown quantization '{quantization}'; valid: {', '.join(QUANTIZATIONS)}"
+        )
     if dtype not in (None, "bfloat16", "float32", "float16"):
         raise ValueError(f"unknown dtype '{dtype}'; valid: bfloat16, float32, float16")
-    return _load_cached(name, backend, device, quantization,
-                        str(cache_dir) if cache_dir is not None else None, num_threads, dtype)
+    return _load_cached(
+        name,
+        backend,
+        device,
+        quantization,
+        str(cache_dir) if cache_dir is not None else None,
+        num_threads,
+        dtype,
+    )
+
+
+def prepare_llm(name: str = DEFAULT_LLM, *, cache_dir: str | Path | None = None) -> Path:
+    """Verify a packaged model's SHA-256 and convert it once (for `fusionrec prepare-llm`).
+
+    Keeps nothing in memory afterwards; a second call only re-checks the hash.
+
+    Returns:
+        The converted bf16 safetensors folder.
+
+    Raises:
+        ModelLoadError: not a packaged name, weights missing (names the install command), or
+            their hash differs.
+    """
+    from agent.llm_weights import PACKAGED, ensure_converted
+    from retrieval.config import default_home
+    from retrieval.errors import ModelLoadError
+
+    if name not in PACKAGED:
+        raise ModelLoadError(f"'{name}' is not a packaged model; packaged: {', '.join(PACKAGED)}")
+    cache = Path(cache_dir).expanduser() if cache_dir else default_home() / "models"
+    return ensure_converted(PACKAGED[name], cache)

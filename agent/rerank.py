@@ -129,8 +129,10 @@ class Reranker(Protocol):
 
     name: str
 
-    def score(self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item]) -> np.ndarray:
-        """Raw re-ranker scores, `(len(candidates),)` float64, higher is better; raises on failure."""
+    def score(
+        self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item]
+    ) -> np.ndarray:
+        """Raw scores, `(len(candidates),)` float64, higher is better; raises on failure."""
         ...
 
     def rank(
@@ -155,7 +157,7 @@ def minmax(scores: np.ndarray) -> np.ndarray:
 
 
 def fuse_scores(retriever: np.ndarray, llm: np.ndarray, alpha: float) -> np.ndarray:
-    """`alpha * minmax(llm) + (1 - alpha) * minmax(retriever)`, both `(n,)`; returns `(n,)` float64."""
+    """`alpha * minmax(llm) + (1 - alpha) * minmax(retriever)`; `(n,)` in, `(n,)` float64 out."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     return alpha * minmax(llm) + (1.0 - alpha) * minmax(retriever)
@@ -225,15 +227,22 @@ def dedupe(candidates: Sequence[Candidate]) -> list[Candidate]:
 
 
 def retriever_order(
-    candidates: Sequence[Candidate], *, name: str, top_k: int | None = None,
-    reason: str | None = None, timings: dict[str, float] | None = None, tokens: int = 0,
+    candidates: Sequence[Candidate],
+    *,
+    name: str,
+    top_k: int | None = None,
+    reason: str | None = None,
+    timings: dict[str, float] | None = None,
+    tokens: int = 0,
 ) -> RankedResults:
     """The candidates in the retriever's order (by score, ties by retriever rank)."""
     cands = dedupe(candidates)
     scores = np.array([c.score for c in cands], dtype=np.float64)
     idx = order_by(scores, np.array([c.rank for c in cands]))
     entries = [RankedEntry(cands[i], None, float(scores[i]), r + 1) for r, i in enumerate(idx)]
-    return RankedResults(entries[:top_k] if top_k else entries, name, 0.0, reason, timings or {}, tokens)
+    return RankedResults(
+        entries[:top_k] if top_k else entries, name, 0.0, reason, timings or {}, tokens
+    )
 
 
 class IdentityReranker:
@@ -241,7 +250,9 @@ class IdentityReranker:
 
     name = "identity"
 
-    def score(self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item]) -> np.ndarray:
+    def score(
+        self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item]
+    ) -> np.ndarray:
         return np.array([c.score for c in candidates], dtype=np.float64)
 
     def rank(
@@ -291,5 +302,7 @@ def create_reranker(kind: str, **kwargs: Any) -> Reranker:
         UnknownBackendError: unknown kind; the message lists the valid ones.
     """
     if kind not in RERANKERS:
-        raise UnknownBackendError(f"unknown reranker '{kind}'; valid: {', '.join(list_rerankers())}")
+        raise UnknownBackendError(
+            f"unknown reranker '{kind}'; valid: {', '.join(list_rerankers())}"
+        )
     return RERANKERS[kind](**kwargs)

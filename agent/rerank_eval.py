@@ -47,14 +47,24 @@ def random_ndcg(n: int, k: int) -> float:
     return float(sum(ndcg_one(r, k) for r in range(1, min(n, k) + 1)) / n)
 
 
-def user_context(hist: pd.DataFrame, titles: dict[str, str], *, max_history: int, user_id: str) -> UserContext:
+def user_context(
+    hist: pd.DataFrame, titles: dict[str, str], *, max_history: int, user_id: str
+) -> UserContext:
     """Liked (rating >= 4, most recent last) and disliked titles from one user's training rows."""
-    liked = [(titles[i], float(r)) for i, r in zip(hist["item_id"], hist["rating"], strict=True) if r >= LIKE]
+    liked = [
+        (titles[i], float(r))
+        for i, r in zip(hist["item_id"], hist["rating"], strict=True)
+        if r >= LIKE
+    ]
     if not liked:  # users who rate everything low: their best-rated items stand in
         top = hist.sort_values("rating", kind="stable").tail(max_history)
         liked = [(titles[i], float(r)) for i, r in zip(top["item_id"], top["rating"], strict=True)]
-    disliked = [titles[i] for i, r in zip(hist["item_id"], hist["rating"], strict=True) if r <= DISLIKE]
-    return UserContext(liked=tuple(liked[-max_history:]), disliked=tuple(disliked[-5:]), user_id=user_id)
+    disliked = [
+        titles[i] for i, r in zip(hist["item_id"], hist["rating"], strict=True) if r <= DISLIKE
+    ]
+    return UserContext(
+        liked=tuple(liked[-max_history:]), disliked=tuple(disliked[-5:]), user_id=user_id
+    )
 
 
 class _Split:
@@ -66,12 +76,20 @@ class _Split:
         from retrieval.profiles import History
 
         train, target = split_leave_last_out(data.interactions, hold)
-        gen = CandidateGenerator(index, config=HybridConfig()).fit(train, [it.id for it in data.items])
+        gen = CandidateGenerator(index, config=HybridConfig()).fit(
+            train, [it.id for it in data.items]
+        )
         groups = {u: g for u, g in train.groupby("user_id", sort=False)}
         self.hist = {u: groups[u] for u in users}
         self.target = dict(zip(target["user_id"], target["item_id"], strict=True))
-        histories = [History(g["item_id"].tolist(), g["rating"].astype(float).tolist(),
-                             g["timestamp"].astype(int).tolist()) for g in (self.hist[u] for u in users)]
+        histories = [
+            History(
+                g["item_id"].tolist(),
+                g["rating"].astype(float).tolist(),
+                g["timestamp"].astype(int).tolist(),
+            )
+            for g in (self.hist[u] for u in users)
+        ]
         raw = gen.score_sources(histories)
         self.seen = gen.seen_mask(histories)
         self.scores, _ = merge_scores(raw, self.seen, dict(gen.config.weights))
@@ -97,8 +115,10 @@ class _Split:
         s = self.scores[r, cols].astype(np.float64)
         rank = np.empty(len(cols), int)
         rank[order_by(s)] = np.arange(1, len(cols) + 1)
-        return [Candidate(self.item_ids[c], float(v), {"hybrid": float(v)}, int(k))
-                for c, v, k in zip(cols, s, rank, strict=True)]
+        return [
+            Candidate(self.item_ids[c], float(v), {"hybrid": float(v)}, int(k))
+            for c, v, k in zip(cols, s, rank, strict=True)
+        ]
 
 
 def _ndcgs(order_ids: list[str], target: str) -> dict[str, float]:
@@ -134,13 +154,23 @@ def run_rerank_eval(
     data = load_movielens()
     titles = {it.id: it.title for it in data.items}
     items = {it.id: it for it in data.items}
-    users = sorted(data.interactions["user_id"].unique(), key=lambda u: int(u) if u.isdigit() else u)
+    users = sorted(
+        data.interactions["user_id"].unique(), key=lambda u: int(u) if u.isdigit() else u
+    )
     rng = np.random.default_rng(seed)
     chosen = [str(u) for u in rng.permutation(users)[: n_users + n_val_users]]
     test_users, val_users = chosen[:n_users], chosen[n_users:]
-    index = NumpyIndex({"text": ([it.id for it in data.items], text_vectors(data.items, create_encoder("minilm")))})
-    reranker = create_reranker(kind, model=model, llm_kwargs=llm_kwargs or {}, time_budget_s=None,
-                               max_history=max_history, max_desc_chars=0)
+    index = NumpyIndex(
+        {"text": ([it.id for it in data.items], text_vectors(data.items, create_encoder("minilm")))}
+    )
+    reranker = create_reranker(
+        kind,
+        model=model,
+        llm_kwargs=llm_kwargs or {},
+        time_budget_s=None,
+        max_history=max_history,
+        max_desc_chars=0,
+    )
     out = Path(out)
     cache_path = out.with_name(out.stem + f".{model.replace('/', '_')}.{kind}.scores.jsonl")
     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +188,9 @@ def run_rerank_eval(
                 return None
             t = time.perf_counter()
             cache[key] = [float(x) for x in reranker.score(ctx, cands, items)]
-            logger.info("%s: %d candidates scored in %.1f s", key, len(cands), time.perf_counter() - t)
+            logger.info(
+                "%s: %d candidates scored in %.1f s", key, len(cands), time.perf_counter() - t
+            )
             stats["llm_seconds"] += time.perf_counter() - t
             stats["scored_requests"] += 1
             with cache_path.open("a") as fh:
@@ -169,10 +201,18 @@ def run_rerank_eval(
     for phase, hold, phase_users in (("val", 2, val_users), ("test", 1, test_users)):
         split = _Split(data, hold, phase_users, index)
         for proto in protocols:
-            rows = collected.setdefault(f"{phase}/{proto}", {"retr": [], "llm": [], "rel": [], "ids": [], "target": []})
+            rows = collected.setdefault(
+                f"{phase}/{proto}", {"retr": [], "llm": [], "rel": [], "ids": [], "target": []}
+            )
             for u in phase_users:
-                urng = np.random.default_rng([seed, int(u) if u.isdigit() else hash(u) % 10**6, hold])
-                cands = split.sampled(u, urng, n_candidates) if proto == "sampled" else split.top(u, n_candidates)
+                urng = np.random.default_rng(
+                    [seed, int(u) if u.isdigit() else hash(u) % 10**6, hold]
+                )
+                cands = (
+                    split.sampled(u, urng, n_candidates)
+                    if proto == "sampled"
+                    else split.top(u, n_candidates)
+                )
                 ctx = user_context(split.hist[u], titles, max_history=max_history, user_id=u)
                 s = llm_scores(f"{phase}/{proto}/{u}", ctx, cands)
                 if s is None:
@@ -182,23 +222,50 @@ def run_rerank_eval(
                 rows["rel"].append(np.array([c.item_id == split.target[u] for c in cands]))
                 rows["ids"].append([c.item_id for c in cands])
                 rows["target"].append(split.target[u])
-    report: dict[str, Any] = {"dataset": "ml-100k", "model": model, "kind": kind, "seed": seed,
-                              "n_candidates": n_candidates, "max_history": max_history, "protocols": {}}
+    report: dict[str, Any] = {
+        "dataset": "ml-100k",
+        "model": model,
+        "kind": kind,
+        "seed": seed,
+        "n_candidates": n_candidates,
+        "max_history": max_history,
+        "protocols": {},
+    }
     for proto in protocols:
         val, test = collected[f"val/{proto}"], collected[f"test/{proto}"]
-        alpha, table = tune_alpha(val["retr"], val["llm"], val["rel"], k=10) if val["retr"] else (0.0, {})
+        alpha, table = (
+            tune_alpha(val["retr"], val["llm"], val["rel"], k=10) if val["retr"] else (0.0, {})
+        )
         methods: dict[str, list[dict[str, float]]] = {"retriever": [], "llm": [], "fused": []}
-        for retr, llm, ids, target in zip(test["retr"], test["llm"], test["ids"], test["target"], strict=True):
-            tb = np.argsort(np.argsort(-retr, kind="stable"), kind="stable")  # retriever rank breaks ties
-            for name, sc in (("retriever", retr), ("llm", llm), ("fused", fuse_scores(retr, llm, alpha))):
+        for retr, llm, ids, target in zip(
+            test["retr"], test["llm"], test["ids"], test["target"], strict=True
+        ):
+            tb = np.argsort(
+                np.argsort(-retr, kind="stable"), kind="stable"
+            )  # retriever rank breaks ties
+            for name, sc in (
+                ("retriever", retr),
+                ("llm", llm),
+                ("fused", fuse_scores(retr, llm, alpha)),
+            ):
                 methods[name].append(_ndcgs([ids[i] for i in order_by(sc, tb)], target))
-        rows = {name: {m: round(float(np.mean([r[m] for r in vals])), 4) for m in vals[0]} if vals else {}
-                for name, vals in methods.items()}
+        rows = {
+            name: {m: round(float(np.mean([r[m] for r in vals])), 4) for m in vals[0]}
+            if vals
+            else {}
+            for name, vals in methods.items()
+        }
         if proto == "sampled":
-            rows = {"random": {f"ndcg@{k}": round(random_ndcg(n_candidates, k), 4) for k in KS}, **rows}
+            rows = {
+                "random": {f"ndcg@{k}": round(random_ndcg(n_candidates, k), 4) for k in KS},
+                **rows,
+            }
         report["protocols"][proto] = {
-            "test_users": len(test["retr"]), "val_users": len(val["retr"]), "alpha": alpha,
-            "val_ndcg@10_by_alpha": {str(a): round(v, 4) for a, v in table.items()}, "methods": rows,
+            "test_users": len(test["retr"]),
+            "val_users": len(val["retr"]),
+            "alpha": alpha,
+            "val_ndcg@10_by_alpha": {str(a): round(v, 4) for a, v in table.items()},
+            "methods": rows,
         }
     report["seconds_total"] = round(time.perf_counter() - t0, 1)
     report["llm_seconds_this_run"] = round(stats["llm_seconds"], 1)
@@ -211,15 +278,27 @@ def run_rerank_eval(
 
 def to_markdown(report: dict[str, Any]) -> str:
     """One table per protocol: NDCG per method, with user counts and the tuned alpha."""
-    lines = [f"LLM re-rank on `{report['dataset']}` with `{report['model']}` ({report['kind']}), "
-             f"{report['n_candidates']} candidates, seed {report['seed']}.", ""]
+    lines = [
+        f"LLM re-rank on `{report['dataset']}` with `{report['model']}` ({report['kind']}), "
+        f"{report['n_candidates']} candidates, seed {report['seed']}.",
+        "",
+    ]
     for proto, res in report["protocols"].items():
-        lines += [f"**{proto}** protocol: {res['test_users']} test users, alpha = {res['alpha']} "
-                  f"tuned on {res['val_users']} validation users.", ""]
-        metrics = sorted({m for row in res["methods"].values() for m in row}, key=lambda m: int(m.split("@")[1]))
+        lines += [
+            f"**{proto}** protocol: {res['test_users']} test users, alpha = {res['alpha']} "
+            f"tuned on {res['val_users']} validation users.",
+            "",
+        ]
+        metrics = sorted(
+            {m for row in res["methods"].values() for m in row}, key=lambda m: int(m.split("@")[1])
+        )
         lines += ["| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
         for name, row in res["methods"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{row.get(m, float('nan')):.4f}" for m in metrics) + " |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{row.get(m, float('nan')):.4f}" for m in metrics)
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -242,10 +321,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="docs/rerank_eval.json")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = run_rerank_eval(model=a.model, kind=a.kind, n_users=a.users, n_val_users=a.val_users,
-                             n_candidates=a.candidates, seed=a.seed, protocols=a.protocols.split(","),
-                             max_history=a.max_history, max_seconds=a.max_seconds, out=a.out,
-                             llm_kwargs={"dtype": a.dtype} if a.dtype else {})
+    report = run_rerank_eval(
+        model=a.model,
+        kind=a.kind,
+        n_users=a.users,
+        n_val_users=a.val_users,
+        n_candidates=a.candidates,
+        seed=a.seed,
+        protocols=a.protocols.split(","),
+        max_history=a.max_history,
+        max_seconds=a.max_seconds,
+        out=a.out,
+        llm_kwargs={"dtype": a.dtype} if a.dtype else {},
+    )
     print(to_markdown(report))  # noqa: T201 - CLI output
     return 0
 

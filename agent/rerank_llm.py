@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 
 _INJECTION_PATTERNS = [
     r"\b(ignore|disregard|forget|override)\b.{0,60}\b(above|previous|prior|earlier|instructions?|prompt|rules|everything)\b",
-    r"\b(rank|rate|score|put|place|list|recommend|choose|pick|select)\b.{0,50}\b(first|top|highest|best|number one|#\s?1)\b",
+    r"\b(rank|rate|score|put|place|list|recommend|choose|pick|select)\b.{0,50}"
+    r"\b(first|top|highest|best|number one|#\s?1)\b",
     r"\b(answer|respond|reply|say|output|return)\b.{0,30}\b(yes|no|letter)\b",
     r"\b(system|assistant|user)\s*:",
     r"<\|[^|]*\|>|\[/?inst\]",
@@ -139,6 +140,7 @@ class _LLMReranker:
         self.max_history = max_history
         self.max_desc_chars = max_desc_chars
         self.system = load_prompt(system_prompt).render()
+        self._started = time.perf_counter()  # start of the current request (for the budget)
 
     @property
     def llm(self) -> Any:
@@ -150,13 +152,19 @@ class _LLMReranker:
         return self._llm
 
     def _scores(
-        self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item],
+        self,
+        user: UserContext,
+        candidates: Sequence[Candidate],
+        items: Mapping[str, Item],
         deadline: float | None,
     ) -> tuple[np.ndarray, int]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def score(
-        self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item] | Sequence[Item]
+        self,
+        user: UserContext,
+        candidates: Sequence[Candidate],
+        items: Mapping[str, Item] | Sequence[Item],
     ) -> np.ndarray:
         """Raw LLM scores `(len(candidates),)` float64 (log-probs, higher is better). No budget."""
         return self._scores(user, list(candidates), as_item_map(items), None)[0]
@@ -176,31 +184,62 @@ class _LLMReranker:
         if len(cands) < 2:
             return retriever_order(cands, name=self.name, top_k=top_k)
         deadline = start + self.time_budget_s if self.time_budget_s is not None else None
+        self._started = start
         a = self.alpha if alpha is None else alpha
         try:
             llm_scores, tokens = self._scores(user, cands, as_item_map(items), deadline)
         except BudgetExceeded as e:
             elapsed = time.perf_counter() - start
-            reason = f"LLM re-rank stopped at the {self.time_budget_s:g} s time budget ({e}); showing the retriever's order"
+            reason = (
+                f"LLM re-rank stopped at the {self.time_budget_s:g} s time budget ({e}); "
+                "showing the retriever's order"
+            )
             logger.warning(reason)
-            return retriever_order(cands, name=self.name, top_k=top_k, reason=reason, timings={"total": elapsed})
+            return retriever_order(
+                cands, name=self.name, top_k=top_k, reason=reason, timings={"total": elapsed}
+            )
         except Exception as e:  # noqa: BLE001 - any LLM failure must leave the retriever order
             reason = f"LLM unavailable ({type(e).__name__}: {e}); showing the retriever's order"
             logger.warning(reason)
-            return retriever_order(cands, name=self.name, top_k=top_k, reason=reason,
-                                   timings={"total": time.perf_counter() - start})
+            return retriever_order(
+                cands,
+                name=self.name,
+                top_k=top_k,
+                reason=reason,
+                timings={"total": time.perf_counter() - start},
+            )
         llm_s = time.perf_counter() - start
         retr = np.array([c.score for c in cands], dtype=np.float64)
         final = fuse_scores(retr, llm_scores, a)
         idx = order_by(final, np.array([c.rank for c in cands]))
-        entries = [RankedEntry(cands[i], float(llm_scores[i]), float(final[i]), r + 1) for r, i in enumerate(idx)]
+        entries = [
+            RankedEntry(cands[i], float(llm_scores[i]), float(final[i]), r + 1)
+            for r, i in enumerate(idx)
+        ]
         total = time.perf_counter() - start
-        return RankedResults(entries[:top_k] if top_k else entries, self.name, a, None,
-                             {"llm": llm_s, "total": total}, tokens)
+        return RankedResults(
+            entries[:top_k] if top_k else entries,
+            self.name,
+            a,
+            None,
+            {"llm": llm_s, "total": total},
+            tokens,
+        )
 
     def _should_stop(self, deadline: float | None, done: int, total: int) -> None:
-        if deadline is not None and done < total and time.perf_counter() > deadline:
-            raise BudgetExceeded(f"{done} of {total} sequences scored")
+        """Stop between batches once the budget is spent, or once the pace so far says the
+        remaining batches cannot finish inside it (no point spending the budget to then fall back).
+        """
+        if deadline is None or done >= total:
+            return
+        now = time.perf_counter()
+        started = self._started
+        projected = now + (now - started) / done * (total - done) if done else now
+        if now > deadline or projected > deadline:
+            raise BudgetExceeded(
+                f"{done} of {total} sequences scored in {now - started:.1f} s; "
+                f"the rest would take until {projected - started:.0f} s"
+            )
 
 
 def _group_logprob(logprobs: Any, ids: Sequence[int]) -> np.ndarray:
@@ -215,31 +254,52 @@ class PointwiseLLMReranker(_LLMReranker):
     name = "llm-pointwise"
 
     def _scores(
-        self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item],
+        self,
+        user: UserContext,
+        candidates: Sequence[Candidate],
+        items: Mapping[str, Item],
         deadline: float | None,
     ) -> tuple[np.ndarray, int]:
         llm = self.llm
         marker = "\x00ITEM\x00"
         prompt = load_prompt("rerank_pointwise")
-        text = llm.chat_text(prompt.render(item=marker, **history_fields(user, max_history=self.max_history)),
-                             system=self.system)
+        text = llm.chat_text(
+            prompt.render(item=marker, **history_fields(user, max_history=self.max_history)),
+            system=self.system,
+        )
         prefix, tail = text.split(marker)
-        suffixes = [quote_item(items.get(c.item_id), item_id=c.item_id, max_desc_chars=self.max_desc_chars) + tail
-                    for c in candidates]
+        suffixes = [
+            quote_item(items.get(c.item_id), item_id=c.item_id, max_desc_chars=self.max_desc_chars)
+            + tail
+            for c in candidates
+        ]
         yes = llm.first_token_ids(["Yes", " Yes", "yes"])
         no = llm.first_token_ids(["No", " No", "no"])
-        out = llm.next_token_logprobs(prefix, suffixes, batch_size=self.batch_size,
-                                      on_batch=lambda done: self._should_stop(deadline, done, len(suffixes)))
+        out = llm.next_token_logprobs(
+            prefix,
+            suffixes,
+            batch_size=self.batch_size,
+            on_batch=lambda done: self._should_stop(deadline, done, len(suffixes)),
+        )
         lp_yes, lp_no = _group_logprob(out.logprobs, yes), _group_logprob(out.logprobs, no)
         return lp_yes - np.logaddexp(lp_yes, lp_no), out.computed_tokens
 
 
-def listing(candidates: Sequence[Candidate], items: Mapping[str, Item], order: Sequence[int],
-            *, max_desc_chars: int) -> str:
+def listing(
+    candidates: Sequence[Candidate],
+    items: Mapping[str, Item],
+    order: Sequence[int],
+    *,
+    max_desc_chars: int,
+) -> str:
     """`A. <item>...</item>` lines for the candidates in `order` (letters by position)."""
     return "\n".join(
-        f"{LETTERS[pos]}. " + quote_item(items.get(candidates[i].item_id), item_id=candidates[i].item_id,
-                                         max_desc_chars=max_desc_chars)
+        f"{LETTERS[pos]}. "
+        + quote_item(
+            items.get(candidates[i].item_id),
+            item_id=candidates[i].item_id,
+            max_desc_chars=max_desc_chars,
+        )
         for pos, i in enumerate(order)
     )
 
@@ -259,7 +319,10 @@ class ListwiseLLMReranker(_LLMReranker):
         self.n_permutations = max(1, n_permutations)
 
     def _scores(
-        self, user: UserContext, candidates: Sequence[Candidate], items: Mapping[str, Item],
+        self,
+        user: UserContext,
+        candidates: Sequence[Candidate],
+        items: Mapping[str, Item],
         deadline: float | None,
     ) -> tuple[np.ndarray, int]:
         import torch
@@ -269,18 +332,35 @@ class ListwiseLLMReranker(_LLMReranker):
         marker = "\x00LIST\x00"
         prompt = load_prompt("rerank_listwise")
         labels = ", ".join(LETTERS[:n])
-        text = llm.chat_text(prompt.render(candidates=marker, labels=labels,
-                                           **history_fields(user, max_history=self.max_history)),
-                             system=self.system)
+        text = llm.chat_text(
+            prompt.render(
+                candidates=marker,
+                labels=labels,
+                **history_fields(user, max_history=self.max_history),
+            ),
+            system=self.system,
+        )
         prefix, tail = text.split(marker)
-        shifts = sorted({round(p * n / self.n_permutations) % n for p in range(self.n_permutations)})
+        shifts = sorted(
+            {round(p * n / self.n_permutations) % n for p in range(self.n_permutations)}
+        )
         orders = [[(pos + s) % n for pos in range(n)] for s in shifts]
-        suffixes = [listing(candidates, items, o, max_desc_chars=self.max_desc_chars) + tail for o in orders]
+        suffixes = [
+            listing(candidates, items, o, max_desc_chars=self.max_desc_chars) + tail for o in orders
+        ]
         letter_ids = [llm.first_token_ids([c, " " + c]) for c in LETTERS[:n]]
-        out = llm.next_token_logprobs(prefix, suffixes, batch_size=max(1, self.batch_size // 4),
-                                      on_batch=lambda done: self._should_stop(deadline, done, len(suffixes)))
-        per_letter = torch.stack([torch.logsumexp(out.logprobs[:, ids], dim=-1) for ids in letter_ids], dim=1)
-        per_letter = torch.log_softmax(per_letter, dim=-1).double().numpy()  # (perms, n) over labels
+        out = llm.next_token_logprobs(
+            prefix,
+            suffixes,
+            batch_size=max(1, self.batch_size // 4),
+            on_batch=lambda done: self._should_stop(deadline, done, len(suffixes)),
+        )
+        per_letter = torch.stack(
+            [torch.logsumexp(out.logprobs[:, ids], dim=-1) for ids in letter_ids], dim=1
+        )
+        per_letter = (
+            torch.log_softmax(per_letter, dim=-1).double().numpy()
+        )  # (perms, n) over labels
         scores = np.full(len(candidates), -1e9)
         acc = np.zeros(n)
         for row, order in enumerate(orders):

@@ -37,6 +37,15 @@ class UploadError(CatalogueError):
     """An uploaded file is refused as a whole (name, size, type or archive layout)."""
 
 
+CSS = """
+.fr-card {border: 1px solid var(--border-color-primary); border-radius: 10px;
+          padding: 8px !important;}
+.fr-card img {object-fit: cover;}
+.fr-card .fr-buttons button {min-width: 0; padding: 2px 6px;}
+#fr-why {border: 2px solid var(--color-accent); border-radius: 10px;}
+"""  # the app's few style rules: card frames, compact buttons, a highlighted Why panel
+
+
 # ---- binding -----------------------------------------------------------------------------------
 def is_loopback(host: str) -> bool:
     """True for names and addresses that only this machine can reach."""
@@ -113,8 +122,13 @@ def inside(base: Path, candidate: Path) -> bool:
     return True
 
 
-def save_upload(src: str | Path, upload_dir: str | Path, *, name: str | None = None,
-                max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+def save_upload(
+    src: str | Path,
+    upload_dir: str | Path,
+    *,
+    name: str | None = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> Path:
     """Copy one uploaded file into a fresh folder under `upload_dir` and return the catalogue.
 
     A `.zip` is unpacked there (see `extract_zip`) and must hold exactly one catalogue file.
@@ -139,7 +153,9 @@ def save_upload(src: str | Path, upload_dir: str | Path, *, name: str | None = N
     if not stat.S_ISREG(st.st_mode):
         raise UploadError(f"{safe}: not a regular file")
     if st.st_size > max_bytes:
-        raise UploadError(f"{safe}: {st.st_size / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB limit")
+        raise UploadError(
+            f"{safe}: {st.st_size / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB limit"
+        )
     root = Path(upload_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -154,17 +170,27 @@ def save_upload(src: str | Path, upload_dir: str | Path, *, name: str | None = N
         extract_zip(dest, folder / "files")
     finally:
         dest.unlink(missing_ok=True)
-    found = sorted(p for p in (folder / "files").rglob("*")
-                   if p.is_file() and p.suffix.lower() in CATALOGUE_SUFFIXES)
+    found = sorted(
+        p
+        for p in (folder / "files").rglob("*")
+        if p.is_file() and p.suffix.lower() in CATALOGUE_SUFFIXES
+    )
     if len(found) != 1:
         names = ", ".join(p.name for p in found[:5]) or "none"
-        raise UploadError(f"{safe}: a zip must hold exactly one catalogue "
-                          f"({', '.join(CATALOGUE_SUFFIXES)}); found {len(found)} ({names})")
+        raise UploadError(
+            f"{safe}: a zip must hold exactly one catalogue "
+            f"({', '.join(CATALOGUE_SUFFIXES)}); found {len(found)} ({names})"
+        )
     return found[0]
 
 
-def extract_zip(archive: str | Path, dest: str | Path, *, max_total: int = MAX_UNZIPPED_BYTES,
-                max_members: int = MAX_ZIP_MEMBERS) -> list[Path]:
+def extract_zip(
+    archive: str | Path,
+    dest: str | Path,
+    *,
+    max_total: int = MAX_UNZIPPED_BYTES,
+    max_members: int = MAX_ZIP_MEMBERS,
+) -> list[Path]:
     """Unpack `archive` into `dest`, refusing any member that would land outside it.
 
     Absolute names, drive letters, `..` parts, symlinks and special files are refused
@@ -191,8 +217,13 @@ def extract_zip(archive: str | Path, dest: str | Path, *, max_total: int = MAX_U
             name = info.filename.replace("\\", "/")
             parts = PurePosixPath(name).parts
             mode = info.external_attr >> 16
-            if (name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts
-                    or stat.S_ISLNK(mode) or "\x00" in name):
+            if (
+                name.startswith("/")
+                or re.match(r"^[A-Za-z]:", name)
+                or ".." in parts
+                or stat.S_ISLNK(mode)
+                or "\x00" in name
+            ):
                 raise UploadError(f"zip member {info.filename!r} points outside the upload folder")
             if info.is_dir():
                 continue
@@ -212,6 +243,32 @@ def extract_zip(archive: str | Path, dest: str | Path, *, max_total: int = MAX_U
     return out
 
 
+def ingest_upload(
+    agent: Any, file: str | None, upload_dir: Path, *, max_bytes: int, served: set[str]
+) -> tuple[str, list[list[Any]], list[str]]:
+    """Save one upload safely, ingest it, and allow its media (inside `upload_dir`) to be served.
+
+    Returns:
+        (summary markdown, per-row problem rows, media files newly added to `served`).
+        A refused upload gives its reason as the summary, never an exception.
+    """
+    if not file:
+        return (
+            "Choose a catalogue file first (JSONL, CSV, Parquet, or a zip with its media).",
+            [],
+            [],
+        )
+    try:
+        path = save_upload(file, upload_dir, name=Path(file).name, max_bytes=max_bytes)
+        report = agent.ingest(path, show_progress=True)
+    except FusionrecError as e:
+        logger.warning("upload refused: %s", e)
+        return f"**Refused:** {e}", [], []
+    new = sorted(set(media_files(agent.items.values(), under=upload_dir)) - served)
+    served.update(new)
+    return report_markdown(report, path.name), report_rows(report), new
+
+
 def report_markdown(report: Any, name: str) -> str:
     """One line saying what an ingest did; the per-row problems go to `report_rows`."""
     n = len(report.failed)
@@ -221,7 +278,9 @@ def report_markdown(report: Any, name: str) -> str:
 
 def report_rows(report: Any) -> list[list[Any]]:
     """Per-row errors of an IngestReport as table rows: row, id, field, error."""
-    return [[e.row if e.row is not None else "", e.id or "", e.field, e.error] for e in report.failed]
+    return [
+        [e.row if e.row is not None else "", e.id or "", e.field, e.error] for e in report.failed
+    ]
 
 
 # ---- media -------------------------------------------------------------------------------------
@@ -285,31 +344,46 @@ def result_header(result: Any | None, user_id: str) -> str:
 def evidence_markdown(exp: Any, *, max_rows: int = 8) -> str:
     """The evidence behind an Explanation: history links, modalities, co-likes, tags, path."""
     ev = exp.evidence
-    path = ("written by the LLM and checked against this evidence" if exp.path == "llm"
-            else "deterministic template (no LLM text used)")
+    path = (
+        "written by the LLM and checked against this evidence"
+        if exp.path == "llm"
+        else "deterministic template (no LLM text used)"
+    )
     out = [f"**Explanation path:** {exp.path} — {path}"]
     if exp.path != "llm" and exp.reason:
         label = "LLM text rejected" if exp.rejected else "LLM not used"
         out.append(f"<small>{label}: {_md(exp.reason)}</small>")
     if ev.rank is not None:
-        out.append(f"**Rank** #{ev.rank}" + (f" · retriever {ev.retriever_score:.3f}" if ev.retriever_score is not None else "")
-                   + (f" · LLM {ev.llm_score:.2f}" if ev.llm_score is not None else ""))
+        out.append(
+            f"**Rank** #{ev.rank}"
+            + (f" · retriever {ev.retriever_score:.3f}" if ev.retriever_score is not None else "")
+            + (f" · LLM {ev.llm_score:.2f}" if ev.llm_score is not None else "")
+        )
     if ev.history:
-        rows = ["**Your history that drove it** (per modality; contributions add up to the content score)",
-                "", "| history item | modality | cosine | contribution | your rating |",
-                "|---|---|---:|---:|---:|"]
+        rows = [
+            "**Your history that drove it** (per modality; contributions sum to the content score)",
+            "",
+            "| history item | modality | cosine | contribution | your rating |",
+            "|---|---|---:|---:|---:|",
+        ]
         for link in sorted(ev.history, key=lambda h: -h.contribution)[:max_rows]:
             rating = "" if link.rating is None else f"{link.rating:g}"
-            rows.append(f"| {_md(link.title)} | {link.modality} | {link.cosine:.3f} | "
-                        f"{link.contribution:+.4f} | {rating} |")
+            rows.append(
+                f"| {_md(link.title)} | {link.modality} | {link.cosine:.3f} | "
+                f"{link.contribution:+.4f} | {rating} |"
+            )
         if len(ev.history) > max_rows:
             rows.append(f"| _and {len(ev.history) - max_rows} more_ | | | | |")
         out.append("\n".join(rows))
     if ev.modality_scores:
-        mods = ", ".join(f"{m} {s:+.3f}" for m, s in sorted(ev.modality_scores.items(), key=lambda kv: -kv[1]))
+        mods = ", ".join(
+            f"{m} {s:+.3f}" for m, s in sorted(ev.modality_scores.items(), key=lambda kv: -kv[1])
+        )
         out.append(f"**Modality scores:** {mods} (content score {ev.content_score:+.3f})")
     if ev.co_liked:
-        co = "; ".join(f"{_md(title)} ({n} user{'s' if n != 1 else ''})" for _, title, n in ev.co_liked[:5])
+        co = "; ".join(
+            f"{_md(title)} ({n} user{'s' if n != 1 else ''})" for _, title, n in ev.co_liked[:5]
+        )
         out.append(f"**Liked together with:** {co}")
     if ev.matched_tags:
         out.append(f"**Matched tags:** {', '.join(_md(t) for t in ev.matched_tags)}")
@@ -323,7 +397,9 @@ def evidence_markdown(exp: Any, *, max_rows: int = 8) -> str:
     return "\n\n".join(out)
 
 
-def explain_with_evidence(agent: Any, user_id: str, item_id: str) -> Iterator[tuple[str, Any | None]]:
+def explain_with_evidence(
+    agent: Any, user_id: str, item_id: str
+) -> Iterator[tuple[str, Any | None]]:
     """Stream `(text so far, None)` from `explain_stream`, then `(final text, Explanation)`."""
     gen = agent.explain_stream(user_id, item_id)
     while True:
@@ -336,26 +412,47 @@ def explain_with_evidence(agent: Any, user_id: str, item_id: str) -> Iterator[tu
         yield text, None
 
 
+def with_ticks(items: Iterator[Any], *, every: float = 1.0) -> Iterator[tuple[Any | None, float]]:
+    """Consume `items` in a worker thread; yield `(item, seconds)` per item and `(None, seconds)`
+    after each `every` seconds without one, so the page can show a live timer while the LLM
+    loads or thinks. An exception in `items` is re-raised here.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def work() -> None:
+        try:
+            for item in items:
+                q.put(("item", item))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, not swallowed
+            q.put(("error", e))
+        q.put(("done", None))
+
+    start = time.monotonic()
+    threading.Thread(target=work, name="fusionrec-ui-worker", daemon=True).start()
+    while True:
+        try:
+            kind, value = q.get(timeout=every)
+        except queue.Empty:
+            yield None, time.monotonic() - start
+            continue
+        if kind == "done":
+            return
+        if kind == "error":
+            raise value
+        yield value, time.monotonic() - start
+
+
+def working(text: str, seconds: float) -> str:
+    """`text` plus a live timer line, shown while the agent is still busy."""
+    hint = (
+        " (the first request loads the language model; on a CPU allow a minute or two)"
+        if seconds > 5
+        else ""
+    )
+    return f"{text}\n\n_working… {seconds:.0f} s{hint}_".lstrip()
+
+
 # ---- chat --------------------------------------------------------------------------------------
-class _WithK:
-    """The agent, but `recommend` uses the UI's k (until `agent.chat` accepts `k=`)."""
-
-    def __init__(self, agent: Any, k: int) -> None:
-        self._agent, self._k = agent, k
-
-    def recommend(self, user_id: str, k: int = 10, query: str | None = None) -> Any:
-        return self._agent.recommend(user_id, k=self._k, query=query)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._agent, name)
-
-
-def chat_with_k(agent: Any, user_id: str, message: str, history: list[Any] | None, *, k: int) -> Iterator[str]:
-    """`agent.chat`, with lists of `k` items (the chat's own default is shorter)."""
-    import inspect
-
-    if "k" in inspect.signature(agent.chat).parameters:
-        return agent.chat(user_id, message, history, k=k)
-    from agent.chat import respond
-
-    return respond(_WithK(agent, k), user_id, message)

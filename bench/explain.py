@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=100, help="users sampled (seed 0)")
     ap.add_argument("--k", type=int, default=5, help="recommendations explained per user")
     ap.add_argument("--model", default="smollm2-135m", help="LLM name for load_llm, or 'none'")
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest when shared)"
+    )
+    ap.add_argument("--dtype", default="float32", help="CPU weights dtype: float32 or bfloat16")
     ap.add_argument(
         "--samples", type=int, default=10, help="explanations written to the Markdown file"
     )
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         from agent.llm import load_llm
 
         t0 = time.perf_counter()
-        llm = load_llm(args.model, device="cpu", num_threads=args.threads)
+        llm = load_llm(args.model, device="cpu", num_threads=args.threads, dtype=args.dtype)
         print(f"loaded {args.model} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     explainer = Explainer(llm, items=items, max_new_tokens=args.max_new_tokens)
 
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         "k": args.k,
         "explanations": n,
         "max_new_tokens": args.max_new_tokens,
+        "dtype": args.dtype,
         "threads": args.threads,
         "pass_before_fallback": sum(r["path"] == "llm" for r in records) / n,
         "pass_after_fallback": sum(r["final_ok"] for r in records) / n,

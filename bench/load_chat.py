@@ -16,9 +16,9 @@ import argparse
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -50,7 +50,9 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def run_session(n: int, url: str, user: str, k: int, start: threading.Barrier, out: list[Turn]) -> None:
+def run_session(
+    n: int, url: str, user: str, k: int, start: threading.Barrier, out: list[Turn]
+) -> None:
     """One user's conversation; every turn is timed from request to the final reply."""
     from gradio_client import Client
 
@@ -84,9 +86,20 @@ def start_app(config: str, concurrency: int, log: Path) -> tuple[subprocess.Pope
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", NO_PROXY="127.0.0.1,localhost")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--config", config, "--port", str(port),
-         "--concurrency", str(concurrency)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+        [
+            sys.executable,
+            str(ROOT / "app.py"),
+            "--config",
+            config,
+            "--port",
+            str(port),
+            "--concurrency",
+            str(concurrency),
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -104,9 +117,10 @@ def start_app(config: str, concurrency: int, log: Path) -> tuple[subprocess.Pope
 def summarise(turns: list[Turn], wall: float, args: argparse.Namespace) -> str:
     """A Markdown section: set-up, then p50/p95/max per kind and overall."""
     lines = [
-        f"### {time.strftime('%Y-%m-%d %H:%M')} — {args.sessions} sessions × {len(TURNS)} turns, k={args.k}",
+        f"### {time.strftime('%Y-%m-%d %H:%M')} — {args.sessions} sessions × "
+        f"{len(TURNS)} turns, k={args.k}",
         "",
-        f"- app: `{args.url or 'app.py --config ' + str(args.config)}`"
+        f"- app: `{'app.py --config ' + str(args.config) if args.config else args.url}`"
         + (f", `--concurrency {args.concurrency}`" if args.config else "")
         + (f"; {args.note}" if args.note else ""),
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU(s), load average before the run "
@@ -117,15 +131,24 @@ def summarise(turns: list[Turn], wall: float, args: argparse.Namespace) -> str:
         "| turn | n | errors | p50 s | p95 s | max s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    kinds = sorted({t.kind for t in turns}, key=lambda k: [x for x, _ in TURNS].index(k) if k in dict(TURNS) else 9)
+    kinds = sorted(
+        {t.kind for t in turns},
+        key=lambda k: [x for x, _ in TURNS].index(k) if k in dict(TURNS) else 9,
+    )
     for kind in [*kinds, "all"]:
         rows = [t for t in turns if kind in ("all", t.kind)]
         secs = [t.seconds for t in rows if t.ok] or [0.0]
-        lines.append(f"| {kind} | {len(rows)} | {sum(not t.ok for t in rows)} | "
-                     f"{percentile(secs, 50):.2f} | {percentile(secs, 95):.2f} | {max(secs):.2f} |")
+        lines.append(
+            f"| {kind} | {len(rows)} | {sum(not t.ok for t in rows)} | "
+            f"{percentile(secs, 50):.2f} | {percentile(secs, 95):.2f} | {max(secs):.2f} |"
+        )
     errors = [t for t in turns if not t.ok][:5]
     if errors:
-        lines += ["", "First errors:", *[f"- session {t.session} {t.kind}: `{t.detail}`" for t in errors]]
+        lines += [
+            "",
+            "First errors:",
+            *[f"- session {t.session} {t.kind}: `{t.detail}`" for t in errors],
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -136,8 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     src.add_argument("--config", help="start app.py with this config on a free loopback port")
     p.add_argument("--sessions", type=int, default=20)
     p.add_argument("--k", type=int, default=5)
-    p.add_argument("--users", default="1-943", help="user ids to spread sessions over: 'a,b,c' or 'LO-HI'")
-    p.add_argument("--concurrency", type=int, default=4, help="app.py --concurrency (with --config)")
+    p.add_argument(
+        "--users", default="1-943", help="user ids to spread sessions over: 'a,b,c' or 'LO-HI'"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=4, help="app.py --concurrency (with --config)"
+    )
     p.add_argument("--note", default="", help="free text for the report (e.g. which re-ranker)")
     p.add_argument("--out", help="append the Markdown summary to this file")
     args = p.parse_args(argv)
@@ -149,14 +176,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         users = [u.strip() for u in args.users.split(",") if u.strip()]
     proc = None
     if args.config:
-        proc, args.url = start_app(args.config, args.concurrency, Path("load_chat_app.log").resolve())
+        proc, args.url = start_app(
+            args.config, args.concurrency, Path(tempfile.gettempdir()) / "load_chat_app.log"
+        )
     args.load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     try:
         turns: list[Turn] = []
         barrier = threading.Barrier(args.sessions + 1)
-        threads = [threading.Thread(target=run_session,
-                                    args=(n, args.url, users[(n * 47) % len(users)], args.k, barrier, turns))
-                   for n in range(args.sessions)]
+        threads = [
+            threading.Thread(
+                target=run_session,
+                args=(n, args.url, users[(n * 47) % len(users)], args.k, barrier, turns),
+            )
+            for n in range(args.sessions)
+        ]
         for t in threads:
             t.start()
         barrier.wait()

@@ -21,20 +21,36 @@ def _files_under(root: Path) -> set[Path]:
 
 
 # ---- upload names and paths --------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "..", ".", "", ".bashrc",
-                                  "..\\..\\windows\\win.ini", "cat.exe", "notes.txt", ".hidden.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ".",
+        "",
+        ".bashrc",
+        "..\\..\\windows\\win.ini",
+        "cat.exe",
+        "notes.txt",
+        ".hidden.csv",
+    ],
+)
 def test_bad_upload_names_are_refused(name: str) -> None:
     with pytest.raises(ui.UploadError):
         ui.sanitize_filename(name)
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("../../etc/items.csv", "items.csv"),
-    ("/abs/path/items.jsonl", "items.jsonl"),
-    ("C:\\Users\\me\\my items.parquet", "my_items.parquet"),
-    ("mé$sy;name`.csv", "m_sy_name_.csv"),
-    ("bundle.ZIP", "bundle.ZIP"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/items.csv", "items.csv"),
+        ("/abs/path/items.jsonl", "items.jsonl"),
+        ("C:\\Users\\me\\my items.parquet", "my_items.parquet"),
+        ("mé$sy;name`.csv", "m_sy_name_.csv"),
+        ("bundle.ZIP", "bundle.ZIP"),
+    ],
+)
 def test_upload_names_lose_folders_and_odd_characters(name: str, expected: str) -> None:
     assert ui.sanitize_filename(name) == expected
 
@@ -74,8 +90,9 @@ def _zip(path: Path, members: dict[str, bytes], *, symlink: str | None = None) -
     return path
 
 
-@pytest.mark.parametrize("evil", ["../evil.csv", "/tmp/evil.csv", "a/../../evil.csv", "C:/evil.csv",
-                                  "..\\evil.csv"])
+@pytest.mark.parametrize(
+    "evil", ["../evil.csv", "/tmp/evil.csv", "a/../../evil.csv", "C:/evil.csv", "..\\evil.csv"]
+)
 def test_zip_slip_members_are_refused(tmp_path: Path, evil: str) -> None:
     archive = _zip(tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n", evil: b"pwned"})
     uploads = tmp_path / "uploads"
@@ -92,14 +109,18 @@ def test_zip_symlink_member_is_refused(tmp_path: Path) -> None:
 
 
 def test_zip_bomb_is_refused(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n", "pad.bin": b"\0" * 100_000})
+    archive = _zip(
+        tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n", "pad.bin": b"\0" * 100_000}
+    )
     with pytest.raises(ui.UploadError, match="more than"):
         ui.extract_zip(archive, tmp_path / "out", max_total=10_000)
 
 
 def test_zip_with_catalogue_and_media_unpacks_inside(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "bundle.zip", {"shop/items.jsonl": b'{"id": "1", "title": "A"}\n',
-                                             "shop/media/a.png": b"\x89PNG"})
+    archive = _zip(
+        tmp_path / "bundle.zip",
+        {"shop/items.jsonl": b'{"id": "1", "title": "A"}\n', "shop/media/a.png": b"\x89PNG"},
+    )
     uploads = tmp_path / "uploads"
     catalogue = ui.save_upload(archive, uploads)
     assert catalogue.name == "items.jsonl" and ui.inside(uploads, catalogue)
@@ -131,14 +152,17 @@ def test_remote_hosts_need_allow_remote_and_a_login(host: str) -> None:
     ui.check_bind(host, allow_remote=True, has_auth=True)
 
 
-def test_main_refuses_remote_bind_before_loading_anything(capsys: pytest.CaptureFixture[str],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_refuses_remote_bind_before_loading_anything(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import app
 
     monkeypatch.delenv("FUSIONREC_USER", raising=False)
     monkeypatch.delenv("FUSIONREC_PASSWORD", raising=False)
-    monkeypatch.setattr("agent.agent.RecommendationAgent.from_config",
-                        lambda *a, **k: pytest.fail("must refuse before building the agent"))
+    monkeypatch.setattr(
+        "agent.agent.RecommendationAgent.from_config",
+        lambda *a, **k: pytest.fail("must refuse before building the agent"),
+    )
     assert app.main(["--host", "0.0.0.0"]) == 2
     assert "--allow-remote" in capsys.readouterr().err
     assert app.main(["--host", "0.0.0.0", "--allow-remote"]) == 2
@@ -152,10 +176,18 @@ def test_importing_app_loads_no_models() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, app; heavy = [m for m in ('torch', 'gradio', 'transformers', 'chromadb') "
-            "if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
+    code = (
+        "import sys, app; heavy = [m for m in ('torch', 'gradio', 'transformers', 'chromadb') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env=dict(os.environ),
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -174,8 +206,11 @@ def test_bad_user_ids_are_refused(text: str | None) -> None:
 def test_only_listed_local_media_files_are_served(tmp_path: Path) -> None:
     img = tmp_path / "a.png"
     img.write_bytes(b"\x89PNG")
-    items = [Item("1", "A", image=str(img), audio=str(tmp_path / "missing.wav")),
-             Item("2", "B", image="https://example.org/b.png"), Item("3", "C", image="/etc/passwd")]
+    items = [
+        Item("1", "A", image=str(img), audio=str(tmp_path / "missing.wav")),
+        Item("2", "B", image="https://example.org/b.png"),
+        Item("3", "C", image="/etc/passwd"),
+    ]
     allowed = set(ui.media_files(items))
     assert allowed == {str(img.resolve())}
     assert ui.servable(str(img), allowed) == str(img.resolve())
@@ -185,7 +220,9 @@ def test_only_listed_local_media_files_are_served(tmp_path: Path) -> None:
 
 
 def _rec(rank: int = 1, llm: float | None = None) -> Recommendation:
-    item = Item("m1", "Toy *Story* (1995)", tags=("Animation", "Children's", "Comedy", "a", "b", "c"))
+    item = Item(
+        "m1", "Toy *Story* (1995)", tags=("Animation", "Children's", "Comedy", "a", "b", "c")
+    )
     return Recommendation(item=item, score=0.8123, rank=rank, sources={"cf": 0.5}, llm_score=llm)
 
 
@@ -198,7 +235,9 @@ def test_card_shows_rank_title_tags_and_scores_escaped() -> None:
 
 
 def test_result_header_says_how_the_list_was_made() -> None:
-    result = RecommendResult("7", [_rec()], reranked=False, note="LLM over its 15 s budget", query="calm")
+    result = RecommendResult(
+        "7", [_rec()], reranked=False, note="LLM over its 15 s budget", query="calm"
+    )
     text = ui.result_header(result, "7")
     assert "Top 1 for user **7**" in text and "“calm”" in text and "retriever order" in text
     assert "15 s budget" in text
@@ -207,11 +246,20 @@ def test_result_header_says_how_the_list_was_made() -> None:
 
 def _explanation(**kw: object) -> Explanation:
     ev = Evidence(
-        item_id="m1", title="Toy Story", content_score=0.42, rank=2, retriever_score=0.7,
-        history=[HistoryLink("h1", "Aladdin | (1992)", "text", 0.61, 0.2, 5.0),
-                 HistoryLink("h2", "Lion King", "image", 0.55, 0.3, None)],
-        modality_scores={"text": 0.2, "image": 0.22}, co_liked=[("h1", "Aladdin", 12), ("h3", "Up", 1)],
-        matched_tags=["Animation"], request="something funny", request_score=0.33,
+        item_id="m1",
+        title="Toy Story",
+        content_score=0.42,
+        rank=2,
+        retriever_score=0.7,
+        history=[
+            HistoryLink("h1", "Aladdin | (1992)", "text", 0.61, 0.2, 5.0),
+            HistoryLink("h2", "Lion King", "image", 0.55, 0.3, None),
+        ],
+        modality_scores={"text": 0.2, "image": 0.22},
+        co_liked=[("h1", "Aladdin", 12), ("h3", "Up", 1)],
+        matched_tags=["Animation"],
+        request="something funny",
+        request_score=0.33,
     )
     return Explanation(text="Because you liked Aladdin.", evidence=ev, **kw)  # type: ignore[arg-type]
 
@@ -221,7 +269,9 @@ def test_evidence_lists_history_contributions_colikes_tags_and_path() -> None:
     assert "**Explanation path:** llm" in text
     lines = text.splitlines()
     table = [ln for ln in lines if ln.startswith("|")]
-    assert len(table) == 4 and table[2].startswith("| Lion King | image")  # largest contribution first
+    assert len(table) == 4 and table[2].startswith(
+        "| Lion King | image"
+    )  # largest contribution first
     assert "Aladdin \\| (1992)" in table[3]  # a pipe in a title cannot break the table
     assert "+0.3000" in table[2] and "| 5 |" in table[3]
     assert "Aladdin (12 users); Up (1 user)" in text
@@ -230,8 +280,13 @@ def test_evidence_lists_history_contributions_colikes_tags_and_path() -> None:
 
 
 def test_evidence_says_when_the_template_was_used_and_why() -> None:
-    text = ui.evidence_markdown(_explanation(path="template", rejected="Toy Story won 3 Oscars.",
-                                             reason="names a number not in the evidence"))
+    text = ui.evidence_markdown(
+        _explanation(
+            path="template",
+            rejected="Toy Story won 3 Oscars.",
+            reason="names a number not in the evidence",
+        )
+    )
     assert "template" in text and "LLM text rejected: names a number" in text
     text = ui.evidence_markdown(_explanation(path="template", reason="no LLM configured"))
     assert "LLM not used: no LLM configured" in text
@@ -243,28 +298,40 @@ def test_cold_start_evidence_says_so() -> None:
 
 
 def test_ingest_report_rows_and_summary() -> None:
-    report = IngestReport(added=3, failed=[RowError("7", "image", "cannot decode image", 4),
-                                           RowError(None, "id", "missing id", 9)])
-    assert ui.report_rows(report) == [[4, "7", "image", "cannot decode image"], [9, "", "id", "missing id"]]
-    assert "added 3" in ui.report_markdown(report, "items.csv") and "2 problem row(s)" in \
-        ui.report_markdown(report, "items.csv")
+    report = IngestReport(
+        added=3,
+        failed=[
+            RowError("7", "image", "cannot decode image", 4),
+            RowError(None, "id", "missing id", 9),
+        ],
+    )
+    assert ui.report_rows(report) == [
+        [4, "7", "image", "cannot decode image"],
+        [9, "", "id", "missing id"],
+    ]
+    assert "added 3" in ui.report_markdown(
+        report, "items.csv"
+    ) and "2 problem row(s)" in ui.report_markdown(report, "items.csv")
 
 
-def test_chat_with_k_passes_the_ui_k_to_recommend() -> None:
-    calls: list[int] = []
+def test_with_ticks_reports_silence_and_passes_items_and_errors() -> None:
+    import time
 
-    class FakeAgent:
-        items: dict[str, Item] = {}
+    def slow():  # type: ignore[no-untyped-def]
+        yield "a"
+        time.sleep(0.35)
+        yield "b"
 
-        def chat(self, user_id: str, message: str, history: object = None):  # no k= yet
-            raise AssertionError("the wrapper should route through agent.chat.respond")
+    got = list(ui.with_ticks(slow(), every=0.1))
+    items = [g for g, _ in got if g is not None]
+    assert items == ["a", "b"] and any(g is None for g, _ in got)
+    assert "working… 12 s" in ui.working("Here:", 12) and "loads the language model" in ui.working(
+        "", 12
+    )
 
-        def recommend(self, user_id: str, k: int = 10, query: str | None = None) -> RecommendResult:
-            calls.append(k)
-            return RecommendResult(user_id, [_rec(n) for n in range(1, k + 1)], reranked=False)
+    def broken():  # type: ignore[no-untyped-def]
+        yield "x"
+        raise FusionrecError("boom")
 
-        users = type("U", (), {"get": staticmethod(lambda u: type("S", (), {"last_shown": []})())})()
-
-    out = list(ui.chat_with_k(FakeAgent(), "u", "recommend something funny", [], k=7))
-    assert calls == [7] and out[-1].count("Toy") == 7
-
+    with pytest.raises(FusionrecError, match="boom"):
+        list(ui.with_ticks(broken(), every=0.1))

@@ -22,35 +22,107 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "docs" / "screenshots"
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run"]
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 # (id, title, description, tags, skimage picture or None, has audio)
 ITEMS = [
-    ("astro", "Astronaut portrait", "A smiling astronaut in a white space suit in front of a flag.",
-     ["space", "portrait", "nasa"], "astronaut.png", False),
-    ("rocket", "Rocket on the pad", "A rocket waiting on the launch pad under a clear sky.",
-     ["space", "rocket", "launch"], "rocket.jpg", False),
-    ("hubble", "Hubble deep field", "Thousands of distant galaxies seen by the Hubble telescope.",
-     ["space", "galaxies", "stars"], "hubble_deep_field.jpg", False),
-    ("moon", "The Moon", "The grey surface of the Moon with craters.", ["space", "moon", "calm"],
-     "moon.png", False),
-    ("cat", "Chelsea the cat", "A ginger cat looking sideways, calm and curious.", ["cat", "pet", "calm"],
-     "chelsea.png", False),
-    ("coffee", "Cup of coffee", "A cup of coffee on a saucer, morning calm.", ["coffee", "food", "calm"],
-     "coffee.png", False),
-    ("horse", "Horse silhouette", "A black silhouette of a running horse.", ["horse", "animal"],
-     "horse.png", False),
-    ("camera", "Cameraman", "A man with a film camera on a tripod in a field.", ["photography", "film"],
-     "camera.png", False),
-    ("speech", "Spoken words", "A short clip of calm speech, a voice reading aloud.",
-     ["speech", "voice", "calm"], None, True),
-    ("coins", "Old coins", "A set of old coins on a table.", ["coins", "history"], "coins.png", False),
+    (
+        "astro",
+        "Astronaut portrait",
+        "A smiling astronaut in a white space suit in front of a flag.",
+        ["space", "portrait", "nasa"],
+        "astronaut.png",
+        False,
+    ),
+    (
+        "rocket",
+        "Rocket on the pad",
+        "A rocket waiting on the launch pad under a clear sky.",
+        ["space", "rocket", "launch"],
+        "rocket.jpg",
+        False,
+    ),
+    (
+        "hubble",
+        "Hubble deep field",
+        "Thousands of distant galaxies seen by the Hubble telescope.",
+        ["space", "galaxies", "stars"],
+        "hubble_deep_field.jpg",
+        False,
+    ),
+    (
+        "moon",
+        "The Moon",
+        "The grey surface of the Moon with craters.",
+        ["space", "moon", "calm"],
+        "moon.png",
+        False,
+    ),
+    (
+        "cat",
+        "Chelsea the cat",
+        "A ginger cat looking sideways, calm and curious.",
+        ["cat", "pet", "calm"],
+        "chelsea.png",
+        False,
+    ),
+    (
+        "coffee",
+        "Cup of coffee",
+        "A cup of coffee on a saucer, morning calm.",
+        ["coffee", "food", "calm"],
+        "coffee.png",
+        False,
+    ),
+    (
+        "horse",
+        "Horse silhouette",
+        "A black silhouette of a running horse.",
+        ["horse", "animal"],
+        "horse.png",
+        False,
+    ),
+    (
+        "camera",
+        "Cameraman",
+        "A man with a film camera on a tripod in a field.",
+        ["photography", "film"],
+        "camera.png",
+        False,
+    ),
+    (
+        "speech",
+        "Spoken words",
+        "A short clip of calm speech, a voice reading aloud.",
+        ["speech", "voice", "calm"],
+        None,
+        True,
+    ),
+    (
+        "coins",
+        "Old coins",
+        "A set of old coins on a table.",
+        ["coins", "history"],
+        "coins.png",
+        False,
+    ),
 ]
 INTERACTIONS = [  # user_id, item_id, rating, timestamp
-    ("alice", "astro", 5, 1), ("alice", "rocket", 5, 2), ("alice", "coins", 2, 3),
-    ("bob", "cat", 5, 1), ("bob", "coffee", 4, 2), ("bob", "horse", 4, 3),
-    ("carol", "rocket", 4, 1), ("carol", "hubble", 5, 2), ("carol", "camera", 3, 3),
+    ("alice", "astro", 5, 1),
+    ("alice", "rocket", 5, 2),
+    ("alice", "coins", 2, 3),
+    ("bob", "cat", 5, 1),
+    ("bob", "coffee", 4, 2),
+    ("bob", "horse", 4, 3),
+    ("carol", "rocket", 4, 1),
+    ("carol", "hubble", 5, 2),
+    ("carol", "camera", 3, 3),
 ]
 
 
@@ -78,7 +150,9 @@ def build_small_store(root: Path, encoders: object) -> Path:
     catalogue = root / "items.jsonl"
     catalogue.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "interactions.csv").write_text(
-        "user_id,item_id,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in INTERACTIONS))
+        "user_id,item_id,rating,timestamp\n"
+        + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in INTERACTIONS)
+    )
     cfg_path = root / "fusionrec.toml"
     cfg_path.write_text(
         f'[store]\npath = "{root / "store"}"\n\n[encoders]\nnum_threads = 1\n\n'
@@ -99,16 +173,30 @@ def free_port() -> int:
 
 def serve(cfg_path: Path, port: int, log: Path) -> subprocess.Popen:
     """Start `app.py` on loopback and wait until it answers (or fail with its log)."""
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               OPENBLAS_NUM_THREADS="1", ANONYMIZED_TELEMETRY="False", NO_PROXY="127.0.0.1,localhost")
+    env = dict(
+        os.environ,
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OPENBLAS_NUM_THREADS="1",
+        ANONYMIZED_TELEMETRY="False",
+        NO_PROXY="127.0.0.1,localhost",
+    )
     env.pop("FUSIONREC_USER", None)
     env.pop("FUSIONREC_PASSWORD", None)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--config", str(cfg_path), "--port", str(port)],
-                            cwd=cfg_path.parent, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--config", str(cfg_path), "--port", str(port)],
+        cwd=cfg_path.parent,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
                 if r.status == 200:
@@ -169,7 +257,9 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
         expect(page.locator("#fr-header")).to_contain_text("alice")
         before = _card_titles(page)
         assert len(before) == 5, before
-        assert not any("Astronaut" in t or "Rocket" in t for t in before), before  # seen items filtered
+        assert not any("Astronaut" in t or "Rocket" in t for t in before), (
+            before
+        )  # seen items filtered
         page.screenshot(path=str(SHOTS / "01-recommendations.png"), full_page=True)
 
         # Why on the first card: the explanation and its evidence show up.
@@ -189,8 +279,10 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
 
         # Upload a catalogue with one good and one bad row: the good one goes in, the bad is listed.
         upload = tmp_path / "new items.csv"
-        upload.write_text("id,title,description,tags\nnew1,Night sky,Stars over a calm lake,space|calm\n"
-                          "new2,,no title here,oops\n")
+        upload.write_text(
+            "id,title,description,tags\nnew1,Night sky,Stars over a calm lake,space|calm\n"
+            "new2,,no title here,oops\n"
+        )
         page.get_by_text("Add to the catalogue").click()
         page.locator("#fr-upload input[type=file]").set_input_files(str(upload))
         page.locator("#fr-ingest").click()

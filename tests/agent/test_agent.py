@@ -98,6 +98,8 @@ def test_chat_routes_recommend_explain_feedback(agent: RecommendationAgent) -> N
     assert now and all(_genre(agent, i) != "romance" for i in now)
     assert shown != now
     assert "no #9" in list(agent.chat("u8", "why #9?"))[-1]
+    list(agent.chat("u8", "something with ghosts", k=7))
+    assert len(agent.users.get("u8").last_shown) == 7
 
 
 def test_explain_cites_the_history_item_that_drove_it(agent: RecommendationAgent) -> None:

@@ -27,9 +27,18 @@ def test_every_template_renders(name: str) -> None:
 
 
 def test_rerank_templates_declare_expected_fields() -> None:
-    assert set(load_prompt("rerank_pointwise").variables) == {"history", "disliked", "request", "item"}
+    assert set(load_prompt("rerank_pointwise").variables) == {
+        "history",
+        "disliked",
+        "request",
+        "item",
+    }
     assert set(load_prompt("rerank_listwise").variables) == {
-        "history", "disliked", "request", "candidates", "labels"
+        "history",
+        "disliked",
+        "request",
+        "candidates",
+        "labels",
     }
     assert load_prompt("system").variables == ()
 
@@ -50,7 +59,9 @@ def test_header_must_match_body() -> None:
     assert ok.render(a="x") == "Hello x and x"
 
 
-@pytest.mark.parametrize("body", ["Hi {}", "Hi {0}", "Hi {a.b}", "Hi {a[0]}", "Hi {a!r}", "Hi {a:>5}", "Hi {a"])
+@pytest.mark.parametrize(
+    "body", ["Hi {}", "Hi {0}", "Hi {a.b}", "Hi {a[0]}", "Hi {a!r}", "Hi {a:>5}", "Hi {a"]
+)
 def test_malformed_fields_are_refused(body: str) -> None:
     with pytest.raises(PromptError):
         parse_prompt(body, name="bad")
@@ -67,7 +78,9 @@ def test_split_at_gives_shared_prefix() -> None:
     prompt = load_prompt("rerank_pointwise")
     before, after = prompt.split_at("item", history="H", disliked="D", request="R")
     assert "H" in before and "Answer Yes or No" in before and after == ""
-    assert before + "ITEM" + after == prompt.render(history="H", disliked="D", request="R", item="ITEM")
+    assert before + "ITEM" + after == prompt.render(
+        history="H", disliked="D", request="R", item="ITEM"
+    )
 
 
 def test_unknown_prompt_lists_available(tmp_path: Path) -> None:
