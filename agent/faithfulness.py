@@ -188,6 +188,20 @@ def _unattributed_rating(masked: str, refs: dict[str, set[str]], ev: Evidence) -
     return None
 
 
+def _unattributed_year(masked: str, refs: dict[str, set[str]], ev: Evidence) -> str | None:
+    """A year (1880-2039) outside a title that is neither the item's nor that of a title
+    named in the same sentence ("Braveheart, which was released in 1993")."""
+    years = {i: set(re.findall(r"\((\d{4})\)", t)) for i, t in _evidence_titles(ev).items()}
+    for sentence in _SPLIT.split(masked):
+        named = {
+            y for p, ids in refs.items() if p in sentence for i in ids for y in years.get(i, ())
+        }
+        for year in re.findall(r"(?<![\w.])(18[89]\d|19\d\d|20[0-3]\d)(?![\w.]\d)", sentence):
+            if year not in named and year not in years.get(ev.item_id, ()):
+                return year
+    return None
+
+
 def _sentence_start(text: str, pos: int) -> bool:
     before = text[:pos].rstrip(" \"'\u201c(")
     return not before or before[-1] in ".!?:;\n"
@@ -288,7 +302,9 @@ def check_faithfulness(
             )
     for m in _QUOTED.finditer(text):
         quoted = _fold(next(g for g in m.groups() if g is not None).strip(" .,!?"))
-        if quoted and not any(quoted == a or (len(quoted) >= 4 and quoted in a) for a in allowed):
+        words = re.findall(r"[^\W\d_]{2,}", quoted)
+        partial_ok = len(words) >= 2 or (len(words) == 1 and words[0] not in _CONNECTORS)
+        if quoted and not any(quoted == a or (partial_ok and quoted in a) for a in allowed):
             return FaithfulnessResult(False, f"quotes '{quoted}', which is not in the evidence")
     for m in _YEAR_TITLE.finditer(text):  # "Titans (1997)": anything with a year is a title
         words = m.group(1).split()
@@ -345,6 +361,11 @@ def check_faithfulness(
     claim = _SELF_CLAIM.search(masked)
     if claim and not seen:
         return FaithfulnessResult(False, f"claims '{claim.group(0)}' but the user has not rated it")
+    bad_year = _unattributed_year(masked, refs, evidence)
+    if bad_year is not None:
+        return FaithfulnessResult(
+            False, f"gives the year {bad_year} to a title it does not belong to"
+        )
     bad_rating = _unattributed_rating(masked, refs, evidence)
     if bad_rating is not None:
         return FaithfulnessResult(

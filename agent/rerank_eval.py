@@ -318,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
     p.add_argument("--out", default="docs/rerank_eval.json")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -332,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_history=a.max_history,
         max_seconds=a.max_seconds,
         out=a.out,
-        llm_kwargs={"dtype": a.dtype} if a.dtype else {},
+        llm_kwargs={"num_threads": a.threads, **({"dtype": a.dtype} if a.dtype else {})},
     )
     print(to_markdown(report))  # noqa: T201 - CLI output
     return 0

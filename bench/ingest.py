@@ -1,6 +1,6 @@
 """Ingest throughput per modality: encoder-only items/s and full ingest (encode + Chroma upsert).
 
-Usage: python bench/ingest.py [--device cpu|cuda] [--threads 1] [--n 64]
+Usage: python -m bench.ingest [--device cpu|cuda] [--threads 1] [--n 64]
 
 Runs on the demo catalogue's images and sounds (built into a temp dir) and MovieLens-style
 texts. Prints model names, items/s, and the ratio of full-ingest to encoder-only speed

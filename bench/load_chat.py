@@ -4,8 +4,8 @@ Each session is its own `gradio_client.Client` (its own Gradio session) and play
 conversation as one user: recommend, explain ("why #2?"), recommend again with a new request.
 All sessions start together. A turn fails when the call raises or the reply is an apology.
 
-    python bench/load_chat.py --url http://127.0.0.1:7860/            # against a running app
-    python bench/load_chat.py --config fusionrec.toml --out docs/load.md  # starts app.py itself
+    python -m bench.load_chat --url http://127.0.0.1:7860/            # against a running app
+    python -m bench.load_chat --config fusionrec.toml --out docs/load.md  # starts app.py itself
 
 Prints p50/p95/max per message kind and overall; `--out` appends a Markdown section.
 """

@@ -8,7 +8,7 @@ For each: p50/p99 of `CandidateGenerator.generate(history)` per user with the ex
 index and with a Chroma (HNSW) store; p50/p99 of one content query (top-50) in each; the
 HNSW/exact latency ratio; and HNSW recall@50 against the exact top-50.
 
-Usage: python bench/retrieval.py [--items 100000] [--users 200] [--out bench/retrieval.json]
+Usage: python -m bench.retrieval [--items 100000] [--users 200] [--out bench/retrieval.json]
 """
 
 from __future__ import annotations

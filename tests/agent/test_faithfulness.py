@@ -72,6 +72,8 @@ def test_evidence_titles_pass(explainer: Explainer, rotj: Evidence) -> None:
         ("Fans of Alien will enjoy it too.", "Alien"),
         ("It continues The Empire Strikes Back.", "Empire Strikes Back"),
         ("It is similar to the movie Titans (1997).", "Titans (1997)"),
+        ("It is like Star Wars, which was released in 1984.", "1984"),
+        ('It is like "The (1983)".', "the (1983)"),
         ('It is a lot like "Titanic".', "titanic"),
         ("It was directed by Steven Spielberg.", "Steven Spielberg"),
         ("It is a Horror film like the ones you enjoy.", "Horror"),
