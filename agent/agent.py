@@ -123,7 +123,7 @@ class RecommendationAgent:
         weights = dict(hybrid.weights)
         for s in spaces:  # image/audio profiles weigh relative to text as [fusion] says
             weights.setdefault(f"content-{s}", getattr(self.config.fusion, s) * weights.get("content-text", 0.1))
-        hybrid = dataclasses.replace(hybrid, n_candidates=self.config.retrieval.n_candidates, weights=weights)
+        hybrid = dataclasses.replace(hybrid, weights=weights)
         self.generator = CandidateGenerator(
             self.store, config=hybrid, content_spaces=spaces,
             query_spaces=tuple(s for s in ("text", "image-text", "audio-text") if self.store.count(s) > 0),

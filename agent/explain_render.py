@@ -38,6 +38,14 @@ def _rating(x: float) -> str:
     return f"{x:g}"
 
 
+
+LIKED_MIN_RATING = 4.0  # history items rated below this are never cited as a reason to like
+
+
+def _citable(link: HistoryLink) -> bool:
+    """A positive link from an item the user liked (or gave no rating)."""
+    return link.contribution > 0 and (link.rating is None or link.rating >= LIKED_MIN_RATING)
+
 class EvidenceRenderer:
     """Renders `Evidence` as fact lines and as the template explanation.
 
@@ -57,11 +65,15 @@ class EvidenceRenderer:
         return self._facts.get(f"modality_{m}", m)
 
     def _lead_links(self, ev: Evidence) -> list[HistoryLink]:
-        """Strongest positive link per history item (distinct items, best first)."""
+        """Strongest positive link per liked history item (distinct items, best first).
+
+        An item the user rated low may still pull a profile its way, but citing it as a
+        reason ("because you rated it 2") reads as nonsense, so only liked items lead.
+        """
         seen: set[str] = set()
         out: list[HistoryLink] = []
         for link in ev.history:  # sorted by |contribution|
-            if link.contribution > 0 and link.item_id not in seen and link.item_id != ev.item_id:
+            if _citable(link) and link.item_id not in seen and link.item_id != ev.item_id:
                 seen.add(link.item_id)
                 out.append(link)
         return out
@@ -73,7 +85,7 @@ class EvidenceRenderer:
             (
                 lk
                 for lk in ev.history
-                if lk.modality == modality and lk.contribution > 0 and lk.item_id != ev.item_id
+                if lk.modality == modality and _citable(lk) and lk.item_id != ev.item_id
             ),
             None,
         )

@@ -318,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default=None)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)"
+    )
     p.add_argument("--out", default="docs/rerank_eval.json")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -34,7 +34,7 @@ from agent.evidence import CoLikes, HistoryEntry, build_evidence  # noqa: E402
 from agent.explain import Explainer  # noqa: E402
 from retrieval.candidates import Candidate  # noqa: E402
 from retrieval.cf import EASE, history_weights  # noqa: E402
-from retrieval.config import RetrievalConfig, default_home  # noqa: E402
+from retrieval.config import HybridConfig, default_home  # noqa: E402
 from retrieval.fusion import reciprocal_rank_fusion  # noqa: E402
 from retrieval.movielens import load_movielens  # noqa: E402
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(Path(args.md), saved["summary"], saved["records"], args.samples)
         return 0
 
-    cfg = RetrievalConfig()
+    cfg = HybridConfig()
     data = load_movielens()
     items = {it.id: it for it in data.items}
     ids = [it.id for it in data.items]
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     vecs = text_vectors(data.items, threads=args.threads)
     vec_map = {"text": dict(zip(ids, vecs, strict=True))}
     ease = EASE(l2=500.0).fit(matrix)
-    co = CoLikes(matrix, ids, min_value=cfg.like_threshold)
+    co = CoLikes(matrix, ids, min_value=4.0)
     print(
         f"setup {time.perf_counter() - t0:.1f}s: {len(ids)} items, {len(users)} users",
         file=sys.stderr,
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         weights = history_weights(
             positions,
             ratings,
-            half_life=cfg.recency_half_life,
-            like_threshold=cfg.like_threshold,
+            half_life=cfg.content_half_life,
+            like_threshold=cfg.content_like_threshold,
             negative_weight=cfg.negative_weight,
         )
         history = [

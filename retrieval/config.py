@@ -46,14 +46,6 @@ class FusionConfig:
     audio: float = 0.5  # weight of the audio cosine
 
 
-@dataclass(frozen=True)
-class RetrievalConfig:
-    n_candidates: int = 50  # candidates handed to the re-ranker
-    recency_half_life: float = 20.0  # profile weight halves every this many interactions back
-    negative_weight: float = 0.5  # how hard disliked items push a profile away
-    like_threshold: float = 4.0  # ratings >= this count as likes when building profiles
-
-
 # Weights tuned on ML-100k validation (each user's second-to-last item); see docs/retrieval.md.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "ease": 1.0,
@@ -117,7 +109,6 @@ class FusionrecConfig:
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -120,3 +120,12 @@ def test_bad_requests_get_clear_errors(agent: RecommendationAgent, tmp_path: Pat
                                        "llm": {"reranker": "identity", "explain": False}})
     with pytest.raises(CatalogueError, match="catalogue is empty"):
         RecommendationAgent.from_config(empty).recommend("anyone")
+
+
+def test_explanations_never_cite_a_low_rated_item_as_a_reason(agent: RecommendationAgent) -> None:
+    from agent.users import Interaction
+
+    agent.users.load_history([Interaction("critic", "sp0", 5.0, 1.0), Interaction("critic", "sp1", 1.0, 2.0)])
+    rec = agent.recommend("critic", k=1).items[0]
+    exp = agent.explain("critic", rec.item.id)
+    assert "Galaxy Run" not in exp.text  # rated 1: evidence may hold it, the text must not praise it
