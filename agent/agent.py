@@ -101,7 +101,9 @@ class RecommendationAgent:
         else:
             llm = _LazyLLM(cfg.llm, cfg.model_cache())
             reranker = create_reranker(
-                cfg.llm.reranker, llm=_Deferred(llm), alpha=cfg.llm.alpha, time_budget_s=cfg.llm.time_budget_s,
+                cfg.llm.reranker, llm=_Deferred(llm), alpha=cfg.llm.alpha,
+                time_budget_s=cfg.llm.time_budget_s, batch_size=cfg.llm.batch_size,
+                max_history=cfg.llm.max_history, max_desc_chars=cfg.llm.max_desc_chars,
             )
         return cls(config=cfg, store=store, encoders=encoders, users=users, reranker=reranker,
                    explainer_llm=llm if cfg.llm.explain else None, interactions=interactions)

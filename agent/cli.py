@@ -109,13 +109,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_llm(args: argparse.Namespace) -> int:
-    from agent.llm_weights import PACKAGED, ensure_converted
+    from agent.llm import prepare_llm
 
     cfg = _config(args)
     name = args.model or cfg.llm.model
-    if name not in PACKAGED:
-        raise FusionrecError(f"'{name}' is not a packaged model; packaged: {', '.join(PACKAGED)}")
-    folder = ensure_converted(PACKAGED[name], cfg.model_cache())
+    folder = prepare_llm(name, cache_dir=cfg.model_cache())
     print(f"{name}: verified and converted at {folder}")
     return 0
 

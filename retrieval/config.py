@@ -94,6 +94,9 @@ class LLMConfig:
     reranker: str = "llm-pointwise"  # "llm-pointwise", "llm-listwise" or "identity" (no LLM)
     alpha: float = 0.5  # LLM weight in the final score; tuned on validation users (docs/rerank.md)
     rerank_top: int = 20  # how many retriever candidates the LLM re-scores; the rest keep order
+    max_history: int = 20  # most recent liked/disliked titles in the re-rank prompt
+    max_desc_chars: int = 240  # characters of each candidate's description quoted (0 = title+tags)
+    batch_size: int = 10  # candidate sequences per forward pass
     explain: bool = True  # let the LLM word explanations (False = deterministic template only)
 
 

@@ -129,3 +129,30 @@ def test_explanations_never_cite_a_low_rated_item_as_a_reason(agent: Recommendat
     rec = agent.recommend("critic", k=1).items[0]
     exp = agent.explain("critic", rec.item.id)
     assert "Galaxy Run" not in exp.text  # rated 1: evidence may hold it, the text must not praise it
+
+
+def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAgent) -> None:
+    """SmolLM2 (real, packaged) wired the way from_config wires the default 1.5B."""
+    import dataclasses
+
+    from agent.agent import _Deferred, _LazyLLM
+    from agent.rerank import create_reranker
+
+    cfg = dataclasses.replace(agent.config, llm=dataclasses.replace(
+        agent.config.llm, model="smollm2-135m", num_threads=1, max_desc_chars=80, max_history=5))
+    lazy = _LazyLLM(cfg.llm, cfg.model_cache())
+    llm_agent = RecommendationAgent(
+        config=cfg, store=agent.store, encoders=agent.encoders, users=agent.users,
+        reranker=create_reranker("llm-pointwise", llm=_Deferred(lazy), alpha=0.5, time_budget_s=None,
+                                 max_history=5, max_desc_chars=80),
+        explainer_llm=lazy, interactions=agent._base,
+    )
+    retriever = agent.recommend("u2", k=5)
+    result = llm_agent.recommend("u2", k=5)
+    assert result.reranked and result.note is None
+    assert all(r.llm_score is not None for r in result.items)
+    assert {r.item.id for r in result.items} <= set(llm_agent._last_candidates["u2"])
+    assert {r.item.id for r in retriever.items} & {r.item.id for r in result.items}
+    exp = llm_agent.explain("u2", result.items[0].item.id)
+    assert exp.path in ("llm", "template") and exp.text
+    assert exp.path == "llm" or exp.reason  # a fallback always says why
