@@ -37,8 +37,11 @@ class _LazyLLM:
                 from agent.llm import load_llm
 
                 self._llm = load_llm(
-                    self._cfg.model, backend=self._cfg.backend, device=self._cfg.device,
-                    quantization=self._cfg.quantization, cache_dir=self._cache,
+                    self._cfg.model,
+                    backend=self._cfg.backend,
+                    device=self._cfg.device,
+                    quantization=self._cfg.quantization,
+                    cache_dir=self._cache,
                     num_threads=self._cfg.num_threads,
                 )
             return self._llm
@@ -58,8 +61,15 @@ class RecommendationAgent:
     """
 
     def __init__(
-        self, *, config: FusionrecConfig, store: VectorStore, encoders: Encoders, users: UserStore,
-        reranker: Any, explainer_llm: Any | None = None, interactions: Any | None = None,
+        self,
+        *,
+        config: FusionrecConfig,
+        store: VectorStore,
+        encoders: Encoders,
+        users: UserStore,
+        reranker: Any,
+        explainer_llm: Any | None = None,
+        interactions: Any | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -101,12 +111,23 @@ class RecommendationAgent:
         else:
             llm = _LazyLLM(cfg.llm, cfg.model_cache())
             reranker = create_reranker(
-                cfg.llm.reranker, llm=_Deferred(llm), alpha=cfg.llm.alpha,
-                time_budget_s=cfg.llm.time_budget_s, batch_size=cfg.llm.batch_size,
-                max_history=cfg.llm.max_history, max_desc_chars=cfg.llm.max_desc_chars,
+                cfg.llm.reranker,
+                llm=_Deferred(llm),
+                alpha=cfg.llm.alpha,
+                time_budget_s=cfg.llm.time_budget_s,
+                batch_size=cfg.llm.batch_size,
+                max_history=cfg.llm.max_history,
+                max_desc_chars=cfg.llm.max_desc_chars,
             )
-        return cls(config=cfg, store=store, encoders=encoders, users=users, reranker=reranker,
-                   explainer_llm=llm if cfg.llm.explain else None, interactions=interactions)
+        return cls(
+            config=cfg,
+            store=store,
+            encoders=encoders,
+            users=users,
+            reranker=reranker,
+            explainer_llm=llm if cfg.llm.explain else None,
+            interactions=interactions,
+        )
 
     def _refresh(self) -> None:
         """(Re)build everything derived from the catalogue: items, candidate generator, co-likes."""
@@ -118,17 +139,26 @@ class RecommendationAgent:
 
         self.items: dict[str, Item] = items_from_store(self.store)
         ids = sorted(self.items)
-        base = self._base if self._base is not None else pd.DataFrame(
-            {"user_id": [], "item_id": [], "rating": [], "timestamp": []})
+        base = (
+            self._base
+            if self._base is not None
+            else pd.DataFrame({"user_id": [], "item_id": [], "rating": [], "timestamp": []})
+        )
         spaces = tuple(s for s in CONTENT_SPACES if self.store.count(s) > 0)
         hybrid = self.config.hybrid
         weights = dict(hybrid.weights)
         for s in spaces:  # image/audio profiles weigh relative to text as [fusion] says
-            weights.setdefault(f"content-{s}", getattr(self.config.fusion, s) * weights.get("content-text", 0.1))
+            weights.setdefault(
+                f"content-{s}", getattr(self.config.fusion, s) * weights.get("content-text", 0.1)
+            )
         hybrid = dataclasses.replace(hybrid, weights=weights)
         self.generator = CandidateGenerator(
-            self.store, config=hybrid, content_spaces=spaces,
-            query_spaces=tuple(s for s in ("text", "image-text", "audio-text") if self.store.count(s) > 0),
+            self.store,
+            config=hybrid,
+            content_spaces=spaces,
+            query_spaces=tuple(
+                s for s in ("text", "image-text", "audio-text") if self.store.count(s) > 0
+            ),
             text_encoder=self.encoders.text,
         ).fit(base, ids)
         self._user_rows = {u: n for n, u in enumerate(pd.unique(base["user_id"]))}
@@ -148,8 +178,13 @@ class RecommendationAgent:
     # ---- public API --------------------------------------------------------------------------
     def ingest(self, path: str | Path, *, show_progress: bool = False) -> IngestReport:
         """Add or update catalogue items from a JSONL/CSV/Parquet file; bad rows are reported."""
-        report = ingest_catalogue(path, self.store, self.encoders, batch_size=self.config.encoders.batch_size,
-                                  show_progress=show_progress)
+        report = ingest_catalogue(
+            path,
+            self.store,
+            self.encoders,
+            batch_size=self.config.encoders.batch_size,
+            show_progress=show_progress,
+        )
         with self._lock:
             self._refresh()
         return report
@@ -172,22 +207,33 @@ class RecommendationAgent:
         cands = self.generator.generate(history, query=query or None, exclude=exclude)
         top = self.config.llm.rerank_top
         ctx = UserContext(
-            liked=[(self.items[i].title, r) for i, r in zip(history.item_ids, history.ratings, strict=True)
-                   if i in self.items][-20:],
+            liked=[
+                (self.items[i].title, r)
+                for i, r in zip(history.item_ids, history.ratings, strict=True)
+                if i in self.items
+            ][-20:],
             disliked=[self.items[i].title for i in history.disliked if i in self.items][-10:],
-            request=query or None, user_id=user_id,
+            request=query or None,
+            user_id=user_id,
         )
         ranked = self.reranker.rank(ctx, cands[:top], self.items)
         entries = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]
         rest = [(c, c.score, None) for c in cands[top:]]
         recs = [
-            Recommendation(item=self.items[c.item_id], score=float(s), rank=n, sources=dict(c.sources),
-                           llm_score=None if llm is None else float(llm))
+            Recommendation(
+                item=self.items[c.item_id],
+                score=float(s),
+                rank=n,
+                sources=dict(c.sources),
+                llm_score=None if llm is None else float(llm),
+            )
             for n, (c, s, llm) in enumerate((entries + rest)[:k], start=1)
         ]
         reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
         note = ranked.fallback_reason
-        result = RecommendResult(user_id=user_id, items=recs, reranked=reranked, note=note, query=query)
+        result = RecommendResult(
+            user_id=user_id, items=recs, reranked=reranked, note=note, query=query
+        )
         with self._lock:
             state.last_shown = [r.item.id for r in recs]
             state.last_query = query
@@ -220,11 +266,18 @@ class RecommendationAgent:
         state = self.users.get(user_id)
         history = self._history(user_id)
         hc = self.generator.config
-        ids, weights = profile_weights(history, half_life=hc.content_half_life,
-                                       like_threshold=hc.content_like_threshold, negative_weight=hc.negative_weight)
+        ids, weights = profile_weights(
+            history,
+            half_life=hc.content_half_life,
+            like_threshold=hc.content_like_threshold,
+            negative_weight=hc.negative_weight,
+        )
         ratings = dict(zip(history.item_ids, history.ratings, strict=True))
-        entries = [HistoryEntry(i, float(w), ratings.get(i)) for i, w in zip(ids, weights, strict=True)
-                   if i in self.items]
+        entries = [
+            HistoryEntry(i, float(w), ratings.get(i))
+            for i, w in zip(ids, weights, strict=True)
+            if i in self.items
+        ]
         wanted = list(dict.fromkeys([e.item_id for e in entries] + [item_id]))
         vectors: dict[str, dict[str, np.ndarray]] = {}
         for space in ALL_SPACES:
@@ -237,11 +290,20 @@ class RecommendationAgent:
         last = self._last.get(user_id)
         rec = next((r for r in last.items if r.item.id == item_id), None) if last else None
         return build_evidence(
-            item_id, entries, items=self.items, vectors=vectors,
-            weights=dataclasses.asdict(self.config.fusion), labels=labels, co_likes=self.co_likes,
-            user_index=self._user_rows.get(user_id), request=request, request_vector=request_vector,
-            disliked_topics=state.avoid, candidate=self._last_candidates.get(user_id, {}).get(item_id),
-            llm_score=rec.llm_score if rec else None, rank=rec.rank if rec else None,
+            item_id,
+            entries,
+            items=self.items,
+            vectors=vectors,
+            weights=dataclasses.asdict(self.config.fusion),
+            labels=labels,
+            co_likes=self.co_likes,
+            user_index=self._user_rows.get(user_id),
+            request=request,
+            request_vector=request_vector,
+            disliked_topics=state.avoid,
+            candidate=self._last_candidates.get(user_id, {}).get(item_id),
+            llm_score=rec.llm_score if rec else None,
+            rank=rec.rank if rec else None,
         )
 
     def feedback(self, user_id: str, item_id: str, liked: bool) -> None:
@@ -283,11 +345,18 @@ class RecommendationAgent:
         from retrieval.profiles import History
 
         state = self.users.get(user_id)
-        liked = [i for i in state.history() if i.item_id in self.items and not
-                 (i.source == "feedback" and i.rating <= 2)]
+        liked = [
+            i
+            for i in state.history()
+            if i.item_id in self.items and not (i.source == "feedback" and i.rating <= 2)
+        ]
         disliked = [i.item_id for i in state.history() if i.source == "feedback" and i.rating <= 2]
-        return History([i.item_id for i in liked], [i.rating for i in liked],
-                       [int(i.timestamp) for i in liked], disliked)
+        return History(
+            [i.item_id for i in liked],
+            [i.rating for i in liked],
+            [int(i.timestamp) for i in liked],
+            disliked,
+        )
 
     def _avoided(self, topics: list[str]) -> list[str]:
         """Items whose tags or title mention a topic the user said no to."""
@@ -295,7 +364,9 @@ class RecommendationAgent:
             return []
         import re
 
-        pats = [re.compile(rf"\b{re.escape(t.lower().rstrip('s'))}s?\b") for t in topics if t.strip()]
+        pats = [
+            re.compile(rf"\b{re.escape(t.lower().rstrip('s'))}s?\b") for t in topics if t.strip()
+        ]
         out = []
         for item in self.items.values():
             hay = " ".join([item.title, *item.tags]).lower()
@@ -324,7 +395,9 @@ def _load_interactions(cfg: FusionrecConfig) -> Any | None:
 
         return load_movielens().interactions
     if not cfg.data.items:
-        raise FusionrecError("[data] interactions is a file; set [data] items to its items file too")
+        raise FusionrecError(
+            "[data] interactions is a file; set [data] items to its items file too"
+        )
     from retrieval.movielens import load_user_data
 
     return load_user_data(src, cfg.data.items).interactions

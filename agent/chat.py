@@ -59,7 +59,13 @@ def respond(agent: Any, user_id: str, message: str, *, k: int = CHAT_K) -> Itera
         elif intent.kind == "refine":
             base = agent.items[_resolve(agent, user_id, intent)]
             query = ". ".join(p for p in (base.title, ", ".join(base.tags[:6]), intent.text) if p)
-            yield from _recommend(agent, user_id, query, f"Like “{base.title}”" + (f", but {intent.text}:" if intent.text else ":"), k)
+            yield from _recommend(
+                agent,
+                user_id,
+                query,
+                f"Like “{base.title}”" + (f", but {intent.text}:" if intent.text else ":"),
+                k,
+            )
         elif intent.kind == "explain":
             item_id = _resolve(agent, user_id, intent)
             yield from agent.explain_stream(user_id, item_id)
@@ -75,10 +81,14 @@ def respond(agent: Any, user_id: str, message: str, *, k: int = CHAT_K) -> Itera
             item_id = _resolve(agent, user_id, intent)
             agent.feedback(user_id, item_id, bool(intent.liked))
             verb = "Glad you liked" if intent.liked else "Noted, less like"
-            yield from _recommend(agent, user_id, None, f"{verb} “{agent.items[item_id].title}”. Updated picks:", k)
+            yield from _recommend(
+                agent, user_id, None, f"{verb} “{agent.items[item_id].title}”. Updated picks:", k
+            )
         elif intent.kind == "feedback_text":
             agent.users.add_avoid(user_id, intent.text)
-            yield from _recommend(agent, user_id, None, f"Got it: no more {intent.text}. Updated picks:", k)
+            yield from _recommend(
+                agent, user_id, None, f"Got it: no more {intent.text}. Updated picks:", k
+            )
     except FusionrecError as e:
         yield f"Sorry: {e}."
     except Exception:  # the UI must never see a traceback

@@ -48,7 +48,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     cfg = _config(args)
     store = VectorStore.from_config(cfg)
     report = ingest_catalogue(
-        args.catalogue, store, Encoders.from_config(cfg.encoders), batch_size=cfg.encoders.batch_size,
+        args.catalogue,
+        store,
+        Encoders.from_config(cfg.encoders),
+        batch_size=cfg.encoders.batch_size,
         show_progress=not args.quiet,
     )
     report_path = Path(args.report) if args.report else cfg.store_path() / "ingest-report.json"
@@ -78,7 +81,9 @@ def _agent(args: argparse.Namespace) -> Any:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     result = _agent(args).recommend(args.user, k=args.k, query=args.query)
-    lines = [f"{r.rank:>2}. {r.item.title}  [{r.item.id}]  score {r.score:.3f}" for r in result.items]
+    lines = [
+        f"{r.rank:>2}. {r.item.title}  [{r.item.id}]  score {r.score:.3f}" for r in result.items
+    ]
     if result.note:
         lines.append(f"note: {result.note}")
     _emit(result.to_dict(), args.json, "\n".join(lines))
@@ -97,13 +102,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.interactions or args.items:
         if not (args.interactions and args.items):
             raise FusionrecError("--interactions and --items go together")
-        result = run_eval(dataset=None, interactions=args.interactions, items=args.items, out=args.out)
+        result = run_eval(
+            dataset=None, interactions=args.interactions, items=args.items, out=args.out
+        )
     else:
         result = run_eval(dataset=args.dataset, out=args.out)
     rows = [f"{'model':<14} {'ndcg@10':>8} {'recall@10':>9} {'recall@50':>9} {'hr@10':>7}"]
     for name, m in result["models"].items():
-        rows.append(f"{name:<14} {m.get('ndcg@10', 0):>8.4f} {m.get('recall@10', 0):>9.4f} "
-                    f"{m.get('recall@50', float('nan')):>9.4f} {m.get('hr@10', 0):>7.4f}")
+        rows.append(
+            f"{name:<14} {m.get('ndcg@10', 0):>8.4f} {m.get('recall@10', 0):>9.4f} "
+            f"{m.get('recall@50', float('nan')):>9.4f} {m.get('hr@10', 0):>7.4f}"
+        )
     print("\n".join(rows) + f"\nusers: {result['users']}; written to {args.out}")
     return 0
 
@@ -153,12 +162,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fusionrec", description="Local multimodal recommendation agent.")
-    p.add_argument("--config", help="TOML config file (defaults are documented in retrieval/config.py)")
+    p = argparse.ArgumentParser(
+        prog="fusionrec", description="Local multimodal recommendation agent."
+    )
+    p.add_argument(
+        "--config", help="TOML config file (defaults are documented in retrieval/config.py)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("ingest", help="encode a catalogue (JSONL/CSV/Parquet) into the vector store")
+    s = sub.add_parser(
+        "ingest", help="encode a catalogue (JSONL/CSV/Parquet) into the vector store"
+    )
     s.add_argument("catalogue")
     s.add_argument("--store", help="store folder (default ~/.fusionrec/store)")
     s.add_argument("--report", help="where to write the ingest report JSON")
@@ -186,9 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="leave-last-out evaluation: MovieLens-100K or your own data")
     s.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
-    s.add_argument("--interactions", help="your interactions CSV/Parquet (user_id,item_id,rating,timestamp)")
+    s.add_argument(
+        "--interactions", help="your interactions CSV/Parquet (user_id,item_id,rating,timestamp)"
+    )
     s.add_argument("--items", help="your items file (id,title,...)")
-    s.add_argument("--out", required=True, help="result JSON; a Markdown table is written beside it")
+    s.add_argument(
+        "--out", required=True, help="result JSON; a Markdown table is written beside it"
+    )
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("prepare-llm", help="verify (SHA-256) and convert the packaged LLM once")
@@ -201,8 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the Gradio app on 127.0.0.1 (app flags pass through)")
-    s.add_argument("app_args", nargs=argparse.REMAINDER,
-                   help="app.py options: --host, --port, --allow-remote, --upload-dir, --concurrency")
+    s.add_argument(
+        "app_args",
+        nargs=argparse.REMAINDER,
+        help="app.py options: --host, --port, --allow-remote, --upload-dir, --concurrency",
+    )
     s.set_defaults(func=cmd_serve)
     return p
 
@@ -210,7 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except FusionrecError as e:

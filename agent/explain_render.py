@@ -38,13 +38,13 @@ def _rating(x: float) -> str:
     return f"{x:g}"
 
 
-
 LIKED_MIN_RATING = 4.0  # history items rated below this are never cited as a reason to like
 
 
 def _citable(link: HistoryLink) -> bool:
     """A positive link from an item the user liked (or gave no rating)."""
     return link.contribution > 0 and (link.rating is None or link.rating >= LIKED_MIN_RATING)
+
 
 class EvidenceRenderer:
     """Renders `Evidence` as fact lines and as the template explanation.

@@ -8,16 +8,39 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6,
-             "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10, "last": -1}
-_REF = r"(?:#\s*(\d+)|number\s+(\d+)|no\.?\s*(\d+)|(?:the\s+)?(" + "|".join(_ORDINALS) + r")(?:\s+one)?)"
+_ORDINALS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
+    "last": -1,
+}
+_REF = (
+    r"(?:#\s*(\d+)|number\s+(\d+)|no\.?\s*(\d+)|(?:the\s+)?("
+    + "|".join(_ORDINALS)
+    + r")(?:\s+one)?)"
+)
 
 _EXPLAIN = re.compile(r"\b(why|how come|explain|reason)\b.*?" + _REF, re.I)
 _WHY_NOT = re.compile(r"\bwhy\s+(?:not|didn'?t you (?:recommend|suggest)|no)\s+(.+?)\??$", re.I)
-_LIKE_REF = re.compile(r"\b(loved|love|liked|like|enjoyed|great|more like)\b[^#\d]*?" + _REF + r"\s*$", re.I)
-_DISLIKE_REF = re.compile(r"\b(hated|hate|disliked|dislike|not (?:for me|into)|boring|no more)\b[^#\d]*?" + _REF, re.I)
+_LIKE_REF = re.compile(
+    r"\b(loved|love|liked|like|enjoyed|great|more like)\b[^#\d]*?" + _REF + r"\s*$", re.I
+)
+_DISLIKE_REF = re.compile(
+    r"\b(hated|hate|disliked|dislike|not (?:for me|into)|boring|no more)\b[^#\d]*?" + _REF, re.I
+)
 _REFINE = re.compile(r"\b(more like|similar to|like)\s+" + _REF + r"\s*,?\s*(?:but\s+)?(.*)$", re.I)
-_NOT_INTO = re.compile(r"\b(?:not (?:into|a fan of|keen on)|i (?:hate|dislike|don'?t like)|no more|less)\s+(.+?)[.!]?$", re.I)
+_NOT_INTO = re.compile(
+    r"\b(?:not (?:into|a fan of|keen on)|i (?:hate|dislike|don'?t like)|no more|less)"
+    r"\s+(.+?)[.!]?$",
+    re.I,
+)
 _GREETING = re.compile(r"^\s*(hi|hello|hey|help|\?)\s*[!.]*\s*$", re.I)
 
 
@@ -25,7 +48,8 @@ _GREETING = re.compile(r"^\s*(hi|hello|hey|help|\?)\s*[!.]*\s*$", re.I)
 class Intent:
     """What a chat message asks for.
 
-    kind: "recommend" | "refine" | "explain" | "why_not" | "feedback_item" | "feedback_text" | "help".
+    kind: "recommend" | "refine" | "explain" | "why_not" | "feedback_item" | "feedback_text"
+        | "help".
     ref: 1-based index into the last shown list (-1 = last), when the message points at one.
     text: free text that goes with it (the request, the refinement, the disliked topic).
     liked: for feedback, True for like and False for dislike.

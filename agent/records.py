@@ -60,8 +60,13 @@ class Explanation:
     reason: str | None = None  # why it failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "path": self.path, "rejected": self.rejected,
-                "reason": self.reason, "evidence": self.evidence.to_dict()}
+        return {
+            "text": self.text,
+            "path": self.path,
+            "rejected": self.rejected,
+            "reason": self.reason,
+            "evidence": self.evidence.to_dict(),
+        }
 
 
 @dataclass
@@ -75,9 +80,16 @@ class Recommendation:
     llm_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "id": self.item.id, "title": self.item.title, "score": self.score,
-                "llm_score": self.llm_score, "sources": self.sources,
-                "image": self.item.image, "audio": self.item.audio}
+        return {
+            "rank": self.rank,
+            "id": self.item.id,
+            "title": self.item.title,
+            "score": self.score,
+            "llm_score": self.llm_score,
+            "sources": self.sources,
+            "image": self.item.image,
+            "audio": self.item.audio,
+        }
 
 
 @dataclass
@@ -91,5 +103,10 @@ class RecommendResult:
     query: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "query": self.query, "reranked": self.reranked,
-                "note": self.note, "items": [r.to_dict() for r in self.items]}
+        return {
+            "user_id": self.user_id,
+            "query": self.query,
+            "reranked": self.reranked,
+            "note": self.note,
+            "items": [r.to_dict() for r in self.items],
+        }

@@ -87,7 +87,9 @@ class UserStore:
                     self._apply(it)
 
     def add_feedback(self, user_id: str, item_id: str, liked: bool) -> Interaction:
-        it = Interaction(user_id, item_id, LIKE_RATING if liked else DISLIKE_RATING, time.time(), "feedback")
+        it = Interaction(
+            user_id, item_id, LIKE_RATING if liked else DISLIKE_RATING, time.time(), "feedback"
+        )
         with self._lock:
             self._apply(it)
             self._append({"type": "rating", **asdict(it)})
@@ -96,7 +98,9 @@ class UserStore:
     def add_avoid(self, user_id: str, text: str) -> None:
         with self._lock:
             self._users[user_id].avoid.append(text)
-            self._append({"type": "avoid", "user_id": user_id, "text": text, "timestamp": time.time()})
+            self._append(
+                {"type": "avoid", "user_id": user_id, "text": text, "timestamp": time.time()}
+            )
 
     def get(self, user_id: str) -> UserState:
         """The user's state; unknown users get an empty one that is remembered."""
@@ -108,4 +112,6 @@ class UserStore:
 
     def user_ids(self) -> list[str]:
         with self._lock:
-            return sorted(self._users, key=lambda u: (not u.isdigit(), int(u) if u.isdigit() else 0, u))
+            return sorted(
+                self._users, key=lambda u: (not u.isdigit(), int(u) if u.isdigit() else 0, u)
+            )

@@ -60,29 +60,64 @@ def main() -> int:
         def full() -> None:
             counter["k"] += 1
             store = VectorStore.open(tmp / f"store-{name}-{counter['k']}")
-            only = Encoders(text=enc.text, image=enc.image if name == "image" else None,
-                            audio=enc.audio if name == "audio" else None)
+            only = Encoders(
+                text=enc.text,
+                image=enc.image if name == "image" else None,
+                audio=enc.audio if name == "audio" else None,
+            )
             ingest_items(ingest_items_list, store, only, batch_size=32)
 
         full_rate = _rate(n, full)
-        results[name] = {"model": model, "n": n, "encode_items_per_s": round(enc_rate, 2),
-                         "ingest_items_per_s": round(full_rate, 2), "ingest_vs_encode": round(full_rate / enc_rate, 3)}
+        results[name] = {
+            "model": model,
+            "n": n,
+            "encode_items_per_s": round(enc_rate, 2),
+            "ingest_items_per_s": round(full_rate, 2),
+            "ingest_vs_encode": round(full_rate / enc_rate, 3),
+        }
 
-    row("text", enc.text.get_config().get("model", enc.text.name), len(texts),
-        lambda: enc.text.encode(texts, batch_size=32), items[: args.n])
-    row("image", enc.image.name, len(images),
-        lambda: enc.image.encode([load_image(i.image) for i in images], batch_size=32), images)
-    row("audio", enc.audio.name, len(sounds),
-        lambda: enc.audio.encode([(load_audio(i.audio), YAMNET_SR) for i in sounds], batch_size=32), sounds)
+    row(
+        "text",
+        enc.text.get_config().get("model", enc.text.name),
+        len(texts),
+        lambda: enc.text.encode(texts, batch_size=32),
+        items[: args.n],
+    )
+    row(
+        "image",
+        enc.image.name,
+        len(images),
+        lambda: enc.image.encode([load_image(i.image) for i in images], batch_size=32),
+        images,
+    )
+    row(
+        "audio",
+        enc.audio.name,
+        len(sounds),
+        lambda: enc.audio.encode([(load_audio(i.audio), YAMNET_SR) for i in sounds], batch_size=32),
+        sounds,
+    )
 
-    print(f"device={args.device} threads={args.threads} cpu={platform.processor() or platform.machine()} "
-          f"cores={os.cpu_count()}")
-    print(f"{'modality':<8} {'model':<28} {'n':>4} {'encode/s':>9} {'ingest/s':>9} {'ingest/encode':>14}")
+    print(
+        f"device={args.device} threads={args.threads} "
+        f"cpu={platform.processor() or platform.machine()} "
+        f"cores={os.cpu_count()}"
+    )
+    print(
+        f"{'modality':<8} {'model':<28} {'n':>4} {'encode/s':>9} {'ingest/s':>9} "
+        f"{'ingest/encode':>14}"
+    )
     for name, r in results.items():
-        print(f"{name:<8} {str(r['model'])[-28:]:<28} {r['n']:>4} {r['encode_items_per_s']:>9} "
-              f"{r['ingest_items_per_s']:>9} {r['ingest_vs_encode']:>14}")
+        print(
+            f"{name:<8} {str(r['model'])[-28:]:<28} {r['n']:>4} {r['encode_items_per_s']:>9} "
+            f"{r['ingest_items_per_s']:>9} {r['ingest_vs_encode']:>14}"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({"device": args.device, "threads": args.threads, "results": results}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {"device": args.device, "threads": args.threads, "results": results}, indent=2
+            )
+        )
     return 0
 
 

@@ -20,7 +20,9 @@ def main() -> int:
     path = Path(args[0] if args else "~/.fusionrec/demo/fusionrec.toml").expanduser()
     cfg = FusionrecConfig.from_toml(path)
     if "--no-llm" in sys.argv:
-        cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, reranker="identity", explain=False))
+        cfg = dataclasses.replace(
+            cfg, llm=dataclasses.replace(cfg.llm, reranker="identity", explain=False)
+        )
     agent = RecommendationAgent.from_config(cfg)
 
     result = agent.recommend("42", k=5)  # MovieLens user 42: history-driven
@@ -34,9 +36,7 @@ def main() -> int:
     agent.feedback("42", top.id, liked=False)
     print("\nAfter disliking it:", [r.item.title for r in agent.recommend("42", k=5).items])
 
-    reply = ""
-    for reply in agent.chat("newcomer", "something calm to listen to"):
-        pass  # each step is the whole reply so far
+    *_, reply = agent.chat("newcomer", "something calm to listen to")  # last = whole reply
     print("\nChat:", reply)
     return 0
 

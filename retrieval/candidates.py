@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from retrieval.config import DEFAULT_WEIGHTS, HybridConfig  # noqa: F401 (re-exported)
 from retrieval.cf import EASE, ItemKNN, Transitions, history_weights, time_decayed_popularity, top_k
+from retrieval.config import DEFAULT_WEIGHTS, HybridConfig  # noqa: F401 (re-exported)
 from retrieval.profiles import History, ItemIndex, build_profile
 
 logger = logging.getLogger(__name__)

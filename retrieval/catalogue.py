@@ -143,7 +143,9 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[RowError]]:
                 try:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    errors.append(RowError(None, "row", f"line {n} is not valid UTF-8 ({e.reason})", n))
+                    errors.append(
+                        RowError(None, "row", f"line {n} is not valid UTF-8 ({e.reason})", n)
+                    )
                     continue
                 try:
                     obj = json.loads(text)
@@ -165,7 +167,8 @@ def _read_rows(path: Path) -> tuple[list[dict[str, Any]], list[RowError]]:
             df = pd.read_parquet(path)
         else:
             raise CatalogueError(
-                f"{path.name}: unsupported catalogue format '{suffix}'; use .jsonl, .csv or .parquet"
+                f"{path.name}: unsupported catalogue format '{suffix}'; "
+                "use .jsonl, .csv or .parquet"
             )
     except CatalogueError:
         raise
@@ -188,7 +191,9 @@ def read_catalogue(path: str | Path) -> tuple[list[Item], list[RowError]]:
         raise CatalogueError(f"catalogue file not found: {p}")
     rows, errors = _read_rows(p)
     if rows and not any("id" in r for r in rows):
-        raise CatalogueError(f"{p.name}: no 'id' column; expected columns {', '.join(KNOWN_COLUMNS)}")
+        raise CatalogueError(
+            f"{p.name}: no 'id' column; expected columns {', '.join(KNOWN_COLUMNS)}"
+        )
     items: list[Item] = []
     seen: set[str] = set()
     for raw in rows:
@@ -197,7 +202,9 @@ def read_catalogue(path: str | Path) -> tuple[list[Item], list[RowError]]:
         if isinstance(parsed, RowError):
             errors.append(parsed)
         elif parsed.id in seen:
-            errors.append(RowError(parsed.id, "id", "duplicate id; the first row with it was kept", row))
+            errors.append(
+                RowError(parsed.id, "id", "duplicate id; the first row with it was kept", row)
+            )
         else:
             seen.add(parsed.id)
             items.append(parsed)
@@ -208,6 +215,8 @@ def load_catalogue(path: str | Path) -> list[Item]:
     """Strict loader: any bad row raises CatalogueError listing the first problems."""
     items, errors = read_catalogue(path)
     if errors:
-        shown = "; ".join(f"{e.id or 'row ' + str(e.row)}: {e.field}: {e.error}" for e in errors[:5])
+        shown = "; ".join(
+            f"{e.id or 'row ' + str(e.row)}: {e.field}: {e.error}" for e in errors[:5]
+        )
         raise CatalogueError(f"{len(errors)} bad row(s) in {Path(path).name}: {shown}")
     return items

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from retrieval.errors import FusionrecError
@@ -96,7 +96,9 @@ class LLMConfig:
     rerank_top: int = 20  # how many retriever candidates the LLM re-scores; the rest keep order
     max_history: int = 20  # most recent liked/disliked titles in the re-rank prompt
     max_desc_chars: int = 240  # characters of each candidate's description quoted (0 = title+tags)
-    batch_size: int = 10  # candidate sequences per forward pass
+    # candidate sequences per forward pass; small so the time budget is checked early (the
+    # re-ranker projects its pace after each batch and gives up at once if it cannot finish)
+    batch_size: int = 4
     explain: bool = True  # let the LLM word explanations (False = deterministic template only)
 
 
@@ -145,4 +147,8 @@ class FusionrecConfig:
         return Path(self.store.path).expanduser() if self.store.path else default_home() / "store"
 
     def model_cache(self) -> Path:
-        return Path(self.llm.cache_dir).expanduser() if self.llm.cache_dir else default_home() / "models"
+        return (
+            Path(self.llm.cache_dir).expanduser()
+            if self.llm.cache_dir
+            else default_home() / "models"
+        )

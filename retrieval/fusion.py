@@ -38,7 +38,10 @@ def profile_vector(vectors: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray
 
 
 def history_contributions(
-    history_vectors: np.ndarray, history_weights: np.ndarray, item_vector: np.ndarray, modality_weight: float
+    history_vectors: np.ndarray,
+    history_weights: np.ndarray,
+    item_vector: np.ndarray,
+    modality_weight: float,
 ) -> np.ndarray:
     """Exact per-history-item terms of `modality_weight * cos(profile, item)`.
 
@@ -61,7 +64,9 @@ def minmax(scores: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
 
 
-def weighted_fusion(score_lists: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+def weighted_fusion(
+    score_lists: Mapping[str, np.ndarray], weights: Mapping[str, float]
+) -> np.ndarray:
     """Sum of min-max-normalised score arrays (all `(n,)` over the same items) times weights."""
     out: np.ndarray | None = None
     for name, scores in score_lists.items():
@@ -70,8 +75,12 @@ def weighted_fusion(score_lists: Mapping[str, np.ndarray], weights: Mapping[str,
     return out if out is not None else np.zeros(0)
 
 
-def reciprocal_rank_fusion(rankings: Mapping[str, Sequence[str]], *, k: int = 60,
-                           weights: Mapping[str, float] | None = None) -> dict[str, float]:
+def reciprocal_rank_fusion(
+    rankings: Mapping[str, Sequence[str]],
+    *,
+    k: int = 60,
+    weights: Mapping[str, float] | None = None,
+) -> dict[str, float]:
     """RRF: score(i) = sum_r w_r / (k + rank_r(i)), ranks 1-based; robust to score scales."""
     fused: dict[str, float] = {}
     for name, ids in rankings.items():

@@ -71,7 +71,9 @@ class Encoders:
         common = {"device": cfg.device, "num_threads": cfg.num_threads}
         image = audio = None
         if cfg.image == "open-clip":
-            image = create_encoder("open-clip", model=cfg.clip_model, weights=cfg.clip_weights, **common)
+            image = create_encoder(
+                "open-clip", model=cfg.clip_model, weights=cfg.clip_weights, **common
+            )
         elif cfg.image != "none":
             image = create_encoder(cfg.image, **common)
         if cfg.audio == "clap":
@@ -111,7 +113,8 @@ def _file_digest(path: str | None) -> str:
 def content_hash(item: Item, signature: dict[str, Any]) -> str:
     """Changes whenever the item's text, media bytes or the encoders change."""
     payload = {
-        "item": dataclasses.asdict(item) | {"image": _file_digest(item.image), "audio": _file_digest(item.audio)},
+        "item": dataclasses.asdict(item)
+        | {"image": _file_digest(item.image), "audio": _file_digest(item.audio)},
         "encoders": signature,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -145,7 +148,12 @@ def _load_media(
 
 
 def _encode_media(
-    store: VectorStore, encoders: Encoders, modality: str, items: Sequence[Item], loaded: list[Any], batch_size: int
+    store: VectorStore,
+    encoders: Encoders,
+    modality: str,
+    items: Sequence[Item],
+    loaded: list[Any],
+    batch_size: int,
 ) -> dict[str, list[tuple[str, float]]]:
     """Encode and upsert one modality (+ its text-space bridge). Returns top labels per id."""
     if not items:
@@ -161,7 +169,9 @@ def _encode_media(
         vecs, probs = enc.encode_with_labels(loaded, batch_size=batch_size)
         for item, labels in zip(items, top_labels(probs, list(enc.labels), k=5), strict=True):
             tags[item.id] = labels
-        metas = [m | {f"{modality}_tags": json.dumps(tags[i])} for m, i in zip(metas, ids, strict=True)]
+        metas = [
+            m | {f"{modality}_tags": json.dumps(tags[i])} for m, i in zip(metas, ids, strict=True)
+        ]
         store.upsert(
             f"{modality}-text",
             ids,
@@ -231,10 +241,16 @@ def ingest_items(
         metas = [
             item_metadata(i)
             | media_tags[i.id]
-            | {"hash": "" if i.id in failed_ids else hashes[i.id], "has_image": bool(i.image), "has_audio": bool(i.audio)}
+            | {
+                "hash": "" if i.id in failed_ids else hashes[i.id],
+                "has_image": bool(i.image),
+                "has_audio": bool(i.audio),
+            }
             for i in batch
         ]
-        store.upsert("text", [i.id for i in batch], vecs, metas, encoder_config=encoders.text.get_config())
+        store.upsert(
+            "text", [i.id for i in batch], vecs, metas, encoder_config=encoders.text.get_config()
+        )
         for item in batch:
             if item.id in existing:
                 report.updated += 1
@@ -249,11 +265,18 @@ def ingest_items(
 
 
 def ingest_catalogue(
-    path: str | Path, store: VectorStore, encoders: Encoders, *, batch_size: int = 32, show_progress: bool = False
+    path: str | Path,
+    store: VectorStore,
+    encoders: Encoders,
+    *,
+    batch_size: int = 32,
+    show_progress: bool = False,
 ) -> IngestReport:
     """Read a catalogue file and ingest every good row; bad rows land in the report."""
     items, errors = read_catalogue(path)
-    return ingest_items(items, store, encoders, batch_size=batch_size, show_progress=show_progress, failed=errors)
+    return ingest_items(
+        items, store, encoders, batch_size=batch_size, show_progress=show_progress, failed=errors
+    )
 
 
 def items_from_store(store: VectorStore) -> dict[str, Item]:

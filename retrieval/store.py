@@ -86,7 +86,9 @@ class VectorStore:
                 if path is None:
                     raise StoreError("a store path is required when no host is configured")
                 Path(path).expanduser().mkdir(parents=True, exist_ok=True)
-                client = chromadb.PersistentClient(path=str(Path(path).expanduser()), settings=_settings())
+                client = chromadb.PersistentClient(
+                    path=str(Path(path).expanduser()), settings=_settings()
+                )
         except StoreError:
             raise
         except Exception as e:
@@ -118,7 +120,9 @@ class VectorStore:
             meta = {"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128}
             if encoder_config is not None:
                 meta["encoder"] = json.dumps(encoder_config, sort_keys=True)
-            col = self._client.get_or_create_collection(name, embedding_function=None, metadata=meta)
+            col = self._client.get_or_create_collection(
+                name, embedding_function=None, metadata=meta
+            )
             self._collections[name] = col
         if encoder_config is not None:
             stored = (col.metadata or {}).get("encoder")
@@ -150,9 +154,14 @@ class VectorStore:
             return
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids) or len(metadatas) != len(ids):
-            raise StoreError(f"upsert to '{space}': {len(ids)} ids, vectors {vectors.shape}, {len(metadatas)} metadatas")
+            raise StoreError(
+                f"upsert to '{space}': {len(ids)} ids, vectors {vectors.shape}, "
+                f"{len(metadatas)} metadatas"
+            )
         col = self.collection(space, encoder_config)
-        metas = [_clean_meta(m) | {"id": i} for i, m in zip(ids, metadatas, strict=True)]  # never empty
+        metas = [
+            _clean_meta(m) | {"id": i} for i, m in zip(ids, metadatas, strict=True)
+        ]  # never empty
         col.upsert(ids=list(ids), embeddings=vectors, metadatas=metas)
 
     def get(
@@ -162,9 +171,15 @@ class VectorStore:
         if not self.has(space):
             return [], np.zeros((0, 0), np.float32), []
         include = ["metadatas", "embeddings"] if include_vectors else ["metadatas"]
-        res = self.collection(space).get(ids=list(ids) if ids is not None else None, include=include)
+        res = self.collection(space).get(
+            ids=list(ids) if ids is not None else None, include=include
+        )
         vecs = res.get("embeddings")
-        arr = np.asarray(vecs, dtype=np.float32) if vecs is not None and len(vecs) else np.zeros((0, 0), np.float32)
+        arr = (
+            np.asarray(vecs, dtype=np.float32)
+            if vecs is not None and len(vecs)
+            else np.zeros((0, 0), np.float32)
+        )
         return list(res["ids"]), arr, [dict(m or {}) for m in res["metadatas"]]
 
     def query(

@@ -34,7 +34,9 @@ def create_encoder(name: str, **kwargs: Any) -> Encoder:
     """Build (or reuse) the encoder registered as `name`; kwargs go to its factory."""
     _load_builtin()
     if name not in ENCODERS:
-        raise UnknownBackendError(f"unknown encoder '{name}'; available: {', '.join(sorted(ENCODERS))}")
+        raise UnknownBackendError(
+            f"unknown encoder '{name}'; available: {', '.join(sorted(ENCODERS))}"
+        )
     key = (name, repr(sorted(kwargs.items())))
     if key not in _CACHE:
         _CACHE[key] = ENCODERS[name](**kwargs)

@@ -67,7 +67,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def top_labels(probs: np.ndarray, labels: list[str], k: int = 5, min_prob: float = 0.05) -> list[list[tuple[str, float]]]:
+def top_labels(
+    probs: np.ndarray, labels: list[str], k: int = 5, min_prob: float = 0.05
+) -> list[list[tuple[str, float]]]:
     """Top-k (label, probability) per row, dropping labels under `min_prob`."""
     out: list[list[tuple[str, float]]] = []
     for row in np.atleast_2d(probs):

@@ -1,4 +1,4 @@
-"""The agent as a user meets it: rankings follow history and feedback, chat routes, errors are clear."""
+"""The agent as a user meets it: rankings follow history and feedback, chat routes, clear errors."""
 
 from __future__ import annotations
 
@@ -13,9 +13,30 @@ from retrieval.config import FusionrecConfig
 from retrieval.errors import CatalogueError
 
 GENRES = {
-    "space": ["Star Voyage", "Galaxy Run", "Moon Base", "Orbit Patrol", "Nebula Drift", "Comet Chase"],
-    "horror": ["Night Terror", "The Haunting Hall", "Blood Moon Manor", "Crypt Keeper", "Dark Cellar", "Grave Shift"],
-    "romance": ["Paris Letters", "Summer Vows", "Second Chance Love", "Wedding Season", "Autumn Kiss", "Sweet Hearts"],
+    "space": [
+        "Star Voyage",
+        "Galaxy Run",
+        "Moon Base",
+        "Orbit Patrol",
+        "Nebula Drift",
+        "Comet Chase",
+    ],
+    "horror": [
+        "Night Terror",
+        "The Haunting Hall",
+        "Blood Moon Manor",
+        "Crypt Keeper",
+        "Dark Cellar",
+        "Grave Shift",
+    ],
+    "romance": [
+        "Paris Letters",
+        "Summer Vows",
+        "Second Chance Love",
+        "Wedding Season",
+        "Autumn Kiss",
+        "Sweet Hearts",
+    ],
 }
 DESCRIPTIONS = {
     "space": "A science fiction adventure among the stars, rockets and alien planets.",
@@ -32,7 +53,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> RecommendationAgent:
         for n, title in enumerate(titles):
             item_id = f"{genre[:2]}{n}"
             ids.setdefault(genre, []).append(item_id)
-            rows.append({"id": item_id, "title": title, "description": DESCRIPTIONS[genre], "tags": [genre]})
+            rows.append(
+                {"id": item_id, "title": title, "description": DESCRIPTIONS[genre], "tags": [genre]}
+            )
     (root / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     inter = []
     t = 1_000_000
@@ -42,17 +65,24 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> RecommendationAgent:
             t += 60
             inter.append({"user_id": f"u{u}", "item_id": item_id, "rating": 5, "timestamp": t})
     pd.DataFrame(inter).to_csv(root / "ratings.csv", index=False)
-    cfg = FusionrecConfig.from_dict({
-        "store": {"path": str(root / "store")},
-        "encoders": {"image": "none", "audio": "none", "num_threads": 1},
-        "llm": {"reranker": "identity", "explain": False},
-        "data": {"interactions": str(root / "ratings.csv"), "items": str(root / "items.jsonl"),
-                 "users_path": str(root / "users.jsonl")},
-    })
+    cfg = FusionrecConfig.from_dict(
+        {
+            "store": {"path": str(root / "store")},
+            "encoders": {"image": "none", "audio": "none", "num_threads": 1},
+            "llm": {"reranker": "identity", "explain": False},
+            "data": {
+                "interactions": str(root / "ratings.csv"),
+                "items": str(root / "items.jsonl"),
+                "users_path": str(root / "users.jsonl"),
+            },
+        }
+    )
     from retrieval.ingest import Encoders, ingest_catalogue
     from retrieval.store import VectorStore
 
-    ingest_catalogue(root / "items.jsonl", VectorStore.from_config(cfg), Encoders.from_config(cfg.encoders))
+    ingest_catalogue(
+        root / "items.jsonl", VectorStore.from_config(cfg), Encoders.from_config(cfg.encoders)
+    )
     return RecommendationAgent.from_config(cfg)
 
 
@@ -80,7 +110,9 @@ def test_feedback_changes_the_next_list_at_once(agent: RecommendationAgent) -> N
     assert after.items[0].item.id not in [r.item.id for r in agent.recommend("fresh", k=10).items]
 
 
-def test_cold_user_with_a_query_gets_matching_items_and_is_remembered(agent: RecommendationAgent) -> None:
+def test_cold_user_with_a_query_gets_matching_items_and_is_remembered(
+    agent: RecommendationAgent,
+) -> None:
     res = agent.recommend("stranger", k=3, query="ghosts and a haunted house")
     assert all(_genre(agent, r.item.id) == "horror" for r in res.items)
     assert "stranger" in agent.users.user_ids()
@@ -115,9 +147,13 @@ def test_bad_requests_get_clear_errors(agent: RecommendationAgent, tmp_path: Pat
         agent.explain("u1", "no-such-item")
     with pytest.raises(CatalogueError, match="unknown item"):
         agent.feedback("u1", "no-such-item", liked=True)
-    empty = FusionrecConfig.from_dict({"store": {"path": str(tmp_path / "empty")},
-                                       "encoders": {"image": "none", "audio": "none"},
-                                       "llm": {"reranker": "identity", "explain": False}})
+    empty = FusionrecConfig.from_dict(
+        {
+            "store": {"path": str(tmp_path / "empty")},
+            "encoders": {"image": "none", "audio": "none"},
+            "llm": {"reranker": "identity", "explain": False},
+        }
+    )
     with pytest.raises(CatalogueError, match="catalogue is empty"):
         RecommendationAgent.from_config(empty).recommend("anyone")
 
@@ -125,10 +161,14 @@ def test_bad_requests_get_clear_errors(agent: RecommendationAgent, tmp_path: Pat
 def test_explanations_never_cite_a_low_rated_item_as_a_reason(agent: RecommendationAgent) -> None:
     from agent.users import Interaction
 
-    agent.users.load_history([Interaction("critic", "sp0", 5.0, 1.0), Interaction("critic", "sp1", 1.0, 2.0)])
+    agent.users.load_history(
+        [Interaction("critic", "sp0", 5.0, 1.0), Interaction("critic", "sp1", 1.0, 2.0)]
+    )
     rec = agent.recommend("critic", k=1).items[0]
     exp = agent.explain("critic", rec.item.id)
-    assert "Galaxy Run" not in exp.text  # rated 1: evidence may hold it, the text must not praise it
+    assert (
+        "Galaxy Run" not in exp.text
+    )  # rated 1: evidence may hold it, the text must not praise it
 
 
 def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAgent) -> None:
@@ -138,14 +178,28 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
     from agent.agent import _Deferred, _LazyLLM
     from agent.rerank import create_reranker
 
-    cfg = dataclasses.replace(agent.config, llm=dataclasses.replace(
-        agent.config.llm, model="smollm2-135m", num_threads=1, max_desc_chars=80, max_history=5))
+    cfg = dataclasses.replace(
+        agent.config,
+        llm=dataclasses.replace(
+            agent.config.llm, model="smollm2-135m", num_threads=1, max_desc_chars=80, max_history=5
+        ),
+    )
     lazy = _LazyLLM(cfg.llm, cfg.model_cache())
     llm_agent = RecommendationAgent(
-        config=cfg, store=agent.store, encoders=agent.encoders, users=agent.users,
-        reranker=create_reranker("llm-pointwise", llm=_Deferred(lazy), alpha=0.5, time_budget_s=None,
-                                 max_history=5, max_desc_chars=80),
-        explainer_llm=lazy, interactions=agent._base,
+        config=cfg,
+        store=agent.store,
+        encoders=agent.encoders,
+        users=agent.users,
+        reranker=create_reranker(
+            "llm-pointwise",
+            llm=_Deferred(lazy),
+            alpha=0.5,
+            time_budget_s=None,
+            max_history=5,
+            max_desc_chars=80,
+        ),
+        explainer_llm=lazy,
+        interactions=agent._base,
     )
     retriever = agent.recommend("u2", k=5)
     result = llm_agent.recommend("u2", k=5)

@@ -28,7 +28,13 @@ def test_jsonl_bad_rows_reported_good_rows_kept(tmp_path: Path) -> None:
     path = _jsonl(
         tmp_path / "c.jsonl",
         [
-            {"id": "a", "title": "Alpha", "description": "first", "tags": ["x", "y"], "image": "img/a.png"},
+            {
+                "id": "a",
+                "title": "Alpha",
+                "description": "first",
+                "tags": ["x", "y"],
+                "image": "img/a.png",
+            },
             {"id": "a", "title": "Alpha again"},
             {"title": "no id"},
             {"id": "b", "title": "Beta", "description": "x" * (MAX_TEXT_CHARS + 1)},
@@ -55,7 +61,14 @@ def test_jsonl_bad_rows_reported_good_rows_kept(tmp_path: Path) -> None:
 def test_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
     rows = [
         {"id": "1", "title": "One", "description": "d1", "tags": "a,b", "image": "", "audio": ""},
-        {"id": "2", "title": "Two", "description": "d2", "tags": "c", "image": "", "audio": "s.wav"},
+        {
+            "id": "2",
+            "title": "Two",
+            "description": "d2",
+            "tags": "c",
+            "image": "",
+            "audio": "s.wav",
+        },
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "c.csv", index=False)
     pd.DataFrame(rows).to_parquet(tmp_path / "c.parquet")

@@ -36,12 +36,42 @@ def catalogue(tmp_path: Path, skimage_photo: Path) -> Path:
     _tone(media / "beep.wav", 1000)
     _tone(media / "silent.wav", 440, amp=0.0)
     rows = [
-        {"id": "coffee", "title": "Morning espresso", "description": "A photo of a cup of coffee.", "image": "media/coffee.png"},
-        {"id": "cat", "title": "Chelsea the cat", "description": "A tabby cat.", "image": "media/cat.png"},
-        {"id": "broken", "title": "Broken picture", "description": "Corrupt file.", "image": "media/broken.png"},
-        {"id": "beep", "title": "Test tone", "description": "A 1 kHz beep.", "audio": "media/beep.wav"},
-        {"id": "silent", "title": "Nothing", "description": "Silence.", "audio": "media/silent.wav"},
-        {"id": "gone", "title": "Missing image", "description": "File not there.", "image": "media/nope.png"},
+        {
+            "id": "coffee",
+            "title": "Morning espresso",
+            "description": "A photo of a cup of coffee.",
+            "image": "media/coffee.png",
+        },
+        {
+            "id": "cat",
+            "title": "Chelsea the cat",
+            "description": "A tabby cat.",
+            "image": "media/cat.png",
+        },
+        {
+            "id": "broken",
+            "title": "Broken picture",
+            "description": "Corrupt file.",
+            "image": "media/broken.png",
+        },
+        {
+            "id": "beep",
+            "title": "Test tone",
+            "description": "A 1 kHz beep.",
+            "audio": "media/beep.wav",
+        },
+        {
+            "id": "silent",
+            "title": "Nothing",
+            "description": "Silence.",
+            "audio": "media/silent.wav",
+        },
+        {
+            "id": "gone",
+            "title": "Missing image",
+            "description": "File not there.",
+            "image": "media/nope.png",
+        },
         {"id": "cat", "title": "Duplicate cat", "description": "Same id again."},
     ]
     path = tmp_path / "catalogue.jsonl"
@@ -49,7 +79,9 @@ def catalogue(tmp_path: Path, skimage_photo: Path) -> Path:
     return path
 
 
-def test_ingest_reports_bad_rows_by_id_and_keeps_the_rest(catalogue: Path, tmp_path: Path, encoders: Encoders) -> None:
+def test_ingest_reports_bad_rows_by_id_and_keeps_the_rest(
+    catalogue: Path, tmp_path: Path, encoders: Encoders
+) -> None:
     store = VectorStore.open(tmp_path / "store")
     report = ingest_catalogue(catalogue, store, encoders, batch_size=4)
     failed = {(e.id, e.field) for e in report.failed}
@@ -69,7 +101,9 @@ def test_ingest_reports_bad_rows_by_id_and_keeps_the_rest(catalogue: Path, tmp_p
     assert any("espresso" in lab or "cup" in lab for lab in labels), labels
 
 
-def test_ingest_twice_is_idempotent_and_retries_only_failures(catalogue: Path, tmp_path: Path, encoders: Encoders) -> None:
+def test_ingest_twice_is_idempotent_and_retries_only_failures(
+    catalogue: Path, tmp_path: Path, encoders: Encoders
+) -> None:
     store = VectorStore.open(tmp_path / "store")
     first = ingest_catalogue(catalogue, store, encoders)
     counts = {s: store.count(s) for s in ("text", "image", "audio", "image-text", "audio-text")}
@@ -130,8 +164,18 @@ def test_http_client_against_a_real_chroma_server(tmp_path: Path) -> None:
     chroma = Path(sys.executable).parent / "chroma"
     port = _free_port()
     proc = subprocess.Popen(
-        [str(chroma), "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(chroma),
+            "run",
+            "--path",
+            str(tmp_path / "srv"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={"ANONYMIZED_TELEMETRY": "False", "PATH": "/usr/bin:/bin"},
     )
     try:
