@@ -21,7 +21,7 @@ import numpy as np
 
 from retrieval.config import default_home
 from retrieval.encoders import register_encoder
-from retrieval.encoders.base import as_batch, l2_normalize
+from retrieval.encoders.base import ClassifierHeadEncoder, as_batch, l2_normalize
 from retrieval.errors import ModelLoadError, require
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def convert_yamnet(zip_path: Path, out_path: Path) -> Path:
     return out_path
 
 
-class YamnetEncoder:
+class YamnetEncoder(ClassifierHeadEncoder):
     """YAMNet (AudioSet, 521 classes) on onnxruntime: 1024-d clip vectors plus label probabilities.
 
     Clip vector = mean of its 0.96 s patch embeddings; probabilities = mean of patch sigmoid scores.
@@ -302,7 +302,7 @@ class YamnetEncoder:
         self.labels = yamnet_labels()
         logger.info("loaded yamnet (%s)", self.model_path)
 
-    def _run(self, inputs: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, inputs: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         waves = [load_audio(x, sample_rate=YAMNET_SR) for x in _audio_batch(inputs)]
         vecs = np.zeros((len(waves), self.dim), dtype=np.float32)
         probs = np.zeros((len(waves), len(self.labels)), dtype=np.float32)
@@ -323,26 +323,6 @@ class YamnetEncoder:
                 vecs[start + j] = embs[bounds[j] : bounds[j + 1]].mean(axis=0)
                 probs[start + j] = scores[bounds[j] : bounds[j + 1]].mean(axis=0)
         return vecs, probs
-
-    def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
-        """Encode clips (paths or `(samples, sr)`) to `(n, 1024)` float32, unit rows if `normalize`.
-
-        Raises:
-            ValueError: a clip is unreadable, empty or silent; the message names it.
-        """
-        vecs, _ = self._run(inputs, batch_size)
-        return l2_normalize(vecs) if normalize else vecs
-
-    def encode_with_labels(
-        self, inputs: Any, *, batch_size: int = 32
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One pass: `(n, 1024)` float32 unit vectors, `(n, 521)` float32 AudioSet probabilities."""
-        vecs, probs = self._run(inputs, batch_size)
-        return l2_normalize(vecs), probs
-
-    def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-        """Audio queries (no text tower; bridge text via labels). `(n, 1024)` float32, unit rows."""
-        return self.encode(inputs, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
         """Identity stored with the vectors: name, packaged model id, dim."""

@@ -76,3 +76,32 @@ def top_labels(
         idx = np.argsort(-row)[:k]
         out.append([(labels[i], float(row[i])) for i in idx if row[i] >= min_prob])
     return out
+
+
+class ClassifierHeadEncoder:
+    """Shared public methods for encoders whose one forward pass yields vectors and class probs.
+
+    Subclasses implement `_forward(inputs, batch_size) -> ((n, dim) float32 raw vectors,
+    (n, n_labels) float32 probabilities)` and raise `ValueError` naming any unreadable input.
+    They have no text tower, so a query is encoded like an item (text reaches them through
+    the label bridge).
+    """
+
+    def _forward(self, inputs: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
+        """`(n, dim)` float32, L2-normalised if `normalize`."""
+        vecs, _ = self._forward(inputs, batch_size)
+        return l2_normalize(vecs) if normalize else vecs
+
+    def encode_with_labels(
+        self, inputs: Any, *, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One pass: `(n, dim)` float32 unit vectors and `(n, n_labels)` float32 probabilities."""
+        vecs, probs = self._forward(inputs, batch_size)
+        return l2_normalize(vecs), probs
+
+    def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
+        """Same space and shape as `encode` (no text tower)."""
+        return self.encode(inputs, batch_size=batch_size)

@@ -16,7 +16,7 @@ import numpy as np
 
 from retrieval.config import default_home
 from retrieval.encoders import register_encoder
-from retrieval.encoders.base import as_batch, l2_normalize
+from retrieval.encoders.base import ClassifierHeadEncoder, as_batch, l2_normalize
 from retrieval.errors import ModelLoadError, require
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def _set_threads(device: str, num_threads: int) -> None:
         torch.set_num_threads(num_threads)
 
 
-class EfficientNetLite0Encoder:
+class EfficientNetLite0Encoder(ClassifierHeadEncoder):
     """ImageNet EfficientNet-Lite0: 1280-d pooled features plus 1000 ImageNet probabilities.
 
     Args:
@@ -163,7 +163,7 @@ class EfficientNetLite0Encoder:
         self.labels = imagenet_labels()
         logger.info("loaded efficientnet-lite0 (%d tensors) on %s", len(mapped), device)
 
-    def _batches(self, inputs: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, inputs: Any, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         images = [load_image(x) for x in as_batch(inputs)]
@@ -190,26 +190,6 @@ class EfficientNetLite0Encoder:
             feats[start : start + len(chunk)] = pooled.float().cpu().numpy()
             probs[start : start + len(chunk)] = torch.softmax(logits.float(), -1).cpu().numpy()
         return feats, probs
-
-    def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
-        """Encode images (paths or PIL). Returns `(n, 1280)` float32, L2-normalised if `normalize`.
-
-        Raises:
-            ValueError: an image cannot be read; the message names the file.
-        """
-        feats, _ = self._batches(inputs, batch_size)
-        return l2_normalize(feats) if normalize else feats
-
-    def encode_with_labels(
-        self, inputs: Any, *, batch_size: int = 32
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One pass: `(n, 1280)` float32 unit vectors, `(n, 1000)` float32 ImageNet probs."""
-        feats, probs = self._batches(inputs, batch_size)
-        return l2_normalize(feats), probs
-
-    def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
-        """Image queries (no text tower; bridge text via labels). `(n, 1280)` float32, unit rows."""
-        return self.encode(inputs, batch_size=batch_size)
 
     def get_config(self) -> dict[str, Any]:
         """Identity stored with the vectors: name, model (packaged id or weights file), dim."""
