@@ -194,6 +194,11 @@ def read_catalogue(path: str | Path) -> tuple[list[Item], list[RowError]]:
         raise CatalogueError(
             f"{p.name}: no 'id' column; expected columns {', '.join(KNOWN_COLUMNS)}"
         )
+    if not rows and not errors:
+        errors.append(RowError(None, "catalogue", f"{p.name} has no rows; nothing to ingest"))
+    unknown = sorted({k for r in rows for k in r if k not in KNOWN_COLUMNS and k != "__row__"})
+    for col in unknown:  # reported once per column, not per row; the values are kept
+        errors.append(RowError(None, col, f"unknown column '{col}': kept as item metadata"))
     items: list[Item] = []
     seen: set[str] = set()
     for raw in rows:

@@ -48,6 +48,7 @@ def test_jsonl_bad_rows_reported_good_rows_kept(tmp_path: Path) -> None:
     assert items[0].image == str((tmp_path / "img/a.png").resolve())
     assert items[1].tags == ("calm", "warm")
     assert items[1].metadata == {"colour": "red"}  # unknown columns are kept, not dropped
+    assert any(e.field == "colour" and "unknown column" in e.error for e in errors)
     reasons = {(e.id, e.field) for e in errors}
     assert ("a", "id") in reasons  # duplicate
     assert (None, "id") in reasons  # missing id
@@ -80,7 +81,10 @@ def test_csv_and_parquet_read_the_same(tmp_path: Path) -> None:
 
 def test_empty_missing_and_unsupported_files(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("")
-    assert read_catalogue(tmp_path / "empty.jsonl") == ([], [])
+    items, errors = read_catalogue(tmp_path / "empty.jsonl")
+    assert items == [] and [(e.field, "no rows" in e.error) for e in errors] == [
+        ("catalogue", True)
+    ]
     with pytest.raises(CatalogueError, match="not found"):
         read_catalogue(tmp_path / "nope.jsonl")
     (tmp_path / "c.xlsx").write_text("x")
