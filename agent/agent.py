@@ -26,7 +26,11 @@ ALL_SPACES = ("text", "image", "audio", "image-text", "audio-text")
 
 
 class _LazyLLM:
-    """Loads the LLM on first use and shares it between re-ranker and explainer."""
+    """The configured LLM, loaded on first use and shared by the re-ranker and the explainer.
+
+    `generate`/`stream` are real methods so capability checks (`hasattr`) never load the
+    model; any other attribute (tokenizer, scoring helpers) loads it and is forwarded.
+    """
 
     def __init__(self, cfg: Any, cache_dir: Path) -> None:
         self._cfg, self._cache, self._llm, self._lock = cfg, cache_dir, None, threading.Lock()
@@ -51,6 +55,11 @@ class _LazyLLM:
 
     def stream(self, prompt: str, **kw: Any) -> Iterator[str]:
         return self.get().stream(prompt, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.get(), name)
 
 
 class RecommendationAgent:
@@ -112,7 +121,7 @@ class RecommendationAgent:
             llm = _LazyLLM(cfg.llm, cfg.model_cache())
             reranker = create_reranker(
                 cfg.llm.reranker,
-                llm=_Deferred(llm),
+                llm=llm,
                 alpha=cfg.llm.alpha,
                 time_budget_s=cfg.llm.time_budget_s,
                 batch_size=cfg.llm.batch_size,
@@ -373,16 +382,6 @@ class RecommendationAgent:
             if any(p.search(hay) for p in pats):
                 out.append(item.id)
         return out
-
-
-class _Deferred:
-    """Looks like a loaded LLM to the re-ranker but loads on first attribute access."""
-
-    def __init__(self, lazy: _LazyLLM) -> None:
-        self._lazy = lazy
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._lazy.get(), name)
 
 
 def _load_interactions(cfg: FusionrecConfig) -> Any | None:

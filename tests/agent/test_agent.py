@@ -175,7 +175,7 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
     """SmolLM2 (real, packaged) wired the way from_config wires the default 1.5B."""
     import dataclasses
 
-    from agent.agent import _Deferred, _LazyLLM
+    from agent.agent import _LazyLLM
     from agent.rerank import create_reranker
 
     cfg = dataclasses.replace(
@@ -192,7 +192,7 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
         users=agent.users,
         reranker=create_reranker(
             "llm-pointwise",
-            llm=_Deferred(lazy),
+            llm=lazy,
             alpha=0.5,
             time_budget_s=None,
             max_history=5,
