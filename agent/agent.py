@@ -77,7 +77,7 @@ class RecommendationAgent:
         encoders: Encoders,
         users: UserStore,
         reranker: Any,
-        explainer_llm: Any | None = None,
+        llm: Any | None = None,
         interactions: Any | None = None,
     ) -> None:
         self.config = config
@@ -85,7 +85,7 @@ class RecommendationAgent:
         self.encoders = encoders
         self.users = users
         self.reranker = reranker
-        self._explainer_llm = explainer_llm
+        self.llm = llm  # shared by the explainer (when [llm] explain) and chat intent parsing
         self._base = interactions  # DataFrame user_id, item_id, rating, timestamp (or None)
         self._lock = threading.RLock()
         self._last: dict[str, RecommendResult] = {}
@@ -134,7 +134,7 @@ class RecommendationAgent:
             encoders=encoders,
             users=users,
             reranker=reranker,
-            explainer_llm=llm if cfg.llm.explain else None,
+            llm=llm,
             interactions=interactions,
         )
 
@@ -182,7 +182,7 @@ class RecommendationAgent:
             shape=(len(self._user_rows), len(ids)),
         )
         self.co_likes = CoLikes(matrix, ids)
-        self.explainer = Explainer(self._explainer_llm, items=self.items)
+        self.explainer = Explainer(self.llm if self.config.llm.explain else None, items=self.items)
 
     # ---- public API --------------------------------------------------------------------------
     def ingest(self, path: str | Path, *, show_progress: bool = False) -> IngestReport:

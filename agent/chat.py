@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from agent.intent_llm import classify, is_ambiguous
 from agent.intents import Intent, parse_intent
 from agent.prompting import load_prompt
 from agent.records import RecommendResult
@@ -52,6 +53,8 @@ def respond(agent: Any, user_id: str, message: str, *, k: int = CHAT_K) -> Itera
     """Stream the whole reply so far for one message. Errors become a sentence, never a crash."""
     intent = parse_intent(message)
     try:
+        if intent.kind == "recommend" and agent.llm is not None and is_ambiguous(message):
+            intent = classify(agent.llm, message) or intent  # rules first, LLM where they fail
         if intent.kind == "help":
             yield load_prompt("chat_help").render()
         elif intent.kind == "recommend":

@@ -198,7 +198,7 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
             max_history=5,
             max_desc_chars=80,
         ),
-        explainer_llm=lazy,
+        llm=lazy,
         interactions=agent._base,
     )
     retriever = agent.recommend("u2", k=5)
@@ -210,3 +210,13 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
     exp = llm_agent.explain("u2", result.items[0].item.id)
     assert exp.path in ("llm", "template") and exp.text
     assert exp.path == "llm" or exp.reason  # a fallback always says why
+
+
+def test_chat_asks_the_llm_when_rules_fail(agent: RecommendationAgent, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.agent.test_intent_llm import Scripted
+
+    monkeypatch.setattr(agent, "llm", Scripted("B: romance"))
+    list(agent.chat("u9", "ugh, enough romance already"))  # no rule matches this phrasing
+    assert agent.users.get("u9").avoid == ["romance"]
+    shown = agent.users.get("u9").last_shown
+    assert shown and all(_genre(agent, i) != "romance" for i in shown)
