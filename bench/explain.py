@@ -34,7 +34,7 @@ from agent.evidence import CoLikes, HistoryEntry, build_evidence  # noqa: E402
 from agent.explain import Explainer  # noqa: E402
 from retrieval.candidates import Candidate  # noqa: E402
 from retrieval.cf import EASE, history_weights  # noqa: E402
-from retrieval.config import HybridConfig, default_home  # noqa: E402
+from retrieval.config import HybridConfig  # noqa: E402
 from retrieval.fusion import reciprocal_rank_fusion  # noqa: E402
 from retrieval.movielens import load_movielens  # noqa: E402
 
@@ -43,17 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def text_vectors(items: list, *, threads: int) -> np.ndarray:
     """MiniLM vectors of every item's text, `(n, 384)` float32 L2-normalised, cached on disk."""
-    cache = default_home() / "cache" / f"bench-explain-minilm-{len(items)}.npy"
-    if cache.is_file():
-        return np.load(cache)
     from retrieval.encoders import create_encoder
+    from retrieval.evaluate import text_vectors as cached_text_vectors
 
-    vecs = create_encoder("minilm", num_threads=threads).encode(
-        [it.text() for it in items], batch_size=64
-    )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, vecs)
-    return vecs
+    return cached_text_vectors(items, create_encoder("minilm", num_threads=threads))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.config import default_home
 from retrieval.encoders.base import Encoder, l2_normalize
+from retrieval.vector_cache import cached_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -66,21 +66,12 @@ class LabelBridge:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
     def _load_or_embed(self) -> np.ndarray:
-        if self.cache_path.is_file():
-            try:
-                vecs = np.load(self.cache_path, allow_pickle=False)
-                if vecs.shape == (len(self.labels), self.dim) and vecs.dtype == np.float32:
-                    return vecs
-                logger.warning("ignoring label cache %s with shape %s", self.cache_path, vecs.shape)
-            except (OSError, ValueError) as e:
-                logger.warning("ignoring unreadable label cache %s: %s", self.cache_path, e)
-        vecs = l2_normalize(self.text_encoder.encode(self.labels, batch_size=128))
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, vecs, allow_pickle=False)
-        os.replace(tmp, self.cache_path)
-        logger.info("embedded %d labels into %s", len(self.labels), self.cache_path)
-        return vecs
+        return cached_vectors(
+            self.cache_path,
+            lambda: l2_normalize(self.text_encoder.encode(self.labels, batch_size=128)),
+            rows=len(self.labels),
+            dim=self.dim,
+        )
 
     def to_text_space(self, probs: np.ndarray) -> np.ndarray:
         """Mix label vectors by probability.

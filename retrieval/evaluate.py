@@ -34,6 +34,7 @@ from retrieval.config import default_home
 from retrieval.metrics import metrics_from_ranks
 from retrieval.movielens import InteractionData, load_movielens, load_user_data
 from retrieval.profiles import History
+from retrieval.vector_cache import cached_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +55,7 @@ def text_vectors(
     cfg = json.dumps(encoder.get_config(), sort_keys=True)
     key = hashlib.sha256("\x00".join([cfg, *texts]).encode()).hexdigest()[:16]
     path = (cache_dir or default_home() / "cache") / f"text-{key}.npy"
-    if path.is_file():
-        vecs = np.load(path, allow_pickle=False)
-        if vecs.shape[0] == len(texts):
-            return vecs.astype(np.float32)
-    logger.info("encoding %d item texts (cached at %s)", len(texts), path)
-    vecs = encoder.encode(texts, batch_size=64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, vecs)
-    return vecs
+    return cached_vectors(path, lambda: encoder.encode(texts, batch_size=64), rows=len(texts))
 
 
 def split_leave_last_out(inter: pd.DataFrame, hold: int) -> tuple[pd.DataFrame, pd.DataFrame]:

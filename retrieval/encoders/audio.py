@@ -21,8 +21,9 @@ import numpy as np
 
 from retrieval.config import default_home
 from retrieval.encoders import register_encoder
-from retrieval.encoders.base import ClassifierHeadEncoder, as_batch, l2_normalize
+from retrieval.encoders.base import ClassifierHeadEncoder, as_batch, l2_normalize, zero_shot_probs
 from retrieval.errors import ModelLoadError, require
+from retrieval.vector_cache import cached_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -449,14 +450,12 @@ class ClapEncoder:
         """`(n_labels, dim)` float32 unit text vectors of the AudioSet prompts, cached on disk."""
         if self._label_vecs is None:
             key = hashlib.sha256(f"{self.model_id}|{len(self.labels)}".encode()).hexdigest()[:16]
-            path = self._cache_dir / f"clap-labels-{key}.npy"
-            if path.is_file():
-                self._label_vecs = np.load(path, allow_pickle=False)
-            else:
-                prompts = [CLAP_LABEL_TEMPLATE.format(label.lower()) for label in self.labels]
-                self._label_vecs = l2_normalize(self._encode_texts(prompts))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, self._label_vecs, allow_pickle=False)
+            prompts = [CLAP_LABEL_TEMPLATE.format(label.lower()) for label in self.labels]
+            self._label_vecs = cached_vectors(
+                self._cache_dir / f"clap-labels-{key}.npy",
+                lambda: l2_normalize(self._encode_texts(prompts)),
+                rows=len(prompts),
+            )
         return self._label_vecs
 
     def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
@@ -476,10 +475,7 @@ class ClapEncoder:
         if len(vecs) == 0 or not self.labels:
             return vecs, np.zeros((len(vecs), len(self.labels)), dtype=np.float32)
         scale = float(self._model.logit_scale_a.exp().item())
-        logits = scale * vecs @ self.label_vectors().T
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return vecs, (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        return vecs, zero_shot_probs(vecs, self.label_vectors(), scale)
 
     def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
         """Text queries (str) via the text tower, else audio. `(n, dim)` float32, unit rows."""

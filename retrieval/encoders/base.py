@@ -78,6 +78,22 @@ def top_labels(
     return out
 
 
+def zero_shot_probs(vectors: np.ndarray, label_vectors: np.ndarray, scale: float) -> np.ndarray:
+    """Softmax over `scale * cosine` to each label: `(n, n_labels)` float32 (CLIP/CLAP style).
+
+    Args:
+        vectors: `(n, dim)` float32, L2-normalised item vectors.
+        label_vectors: `(n_labels, dim)` float32, L2-normalised text vectors of the labels.
+        scale: the model's learned logit scale (already exponentiated).
+    """
+    if len(vectors) == 0 or len(label_vectors) == 0:
+        return np.zeros((len(vectors), len(label_vectors)), dtype=np.float32)
+    logits = scale * vectors @ label_vectors.T
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 class ClassifierHeadEncoder:
     """Shared public methods for encoders whose one forward pass yields vectors and class probs.
 

@@ -16,8 +16,14 @@ import numpy as np
 
 from retrieval.config import default_home
 from retrieval.encoders import register_encoder
-from retrieval.encoders.base import ClassifierHeadEncoder, as_batch, l2_normalize
+from retrieval.encoders.base import (
+    ClassifierHeadEncoder,
+    as_batch,
+    l2_normalize,
+    zero_shot_probs,
+)
 from retrieval.errors import ModelLoadError, require
+from retrieval.vector_cache import cached_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -332,14 +338,12 @@ class OpenClipEncoder:
     def label_vectors(self) -> np.ndarray:
         """`(1000, dim)` float32 unit text vectors of the ImageNet prompts, cached on disk."""
         if self._label_vecs is None:
-            path = self._cache_dir / f"openclip-labels-{self._weights_digest()}.npy"
-            if path.is_file():
-                self._label_vecs = np.load(path, allow_pickle=False)
-            else:
-                prompts = [CLIP_LABEL_TEMPLATE.format(label.split(",")[0]) for label in self.labels]
-                self._label_vecs = l2_normalize(self._encode_texts(prompts, 128))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(path, self._label_vecs, allow_pickle=False)
+            prompts = [CLIP_LABEL_TEMPLATE.format(label.split(",")[0]) for label in self.labels]
+            self._label_vecs = cached_vectors(
+                self._cache_dir / f"openclip-labels-{self._weights_digest()}.npy",
+                lambda: l2_normalize(self._encode_texts(prompts, 128)),
+                rows=len(prompts),
+            )
         return self._label_vecs
 
     def encode(self, inputs: Any, *, batch_size: int = 32, normalize: bool = True) -> np.ndarray:
@@ -359,10 +363,7 @@ class OpenClipEncoder:
         if len(vecs) == 0:
             return vecs, np.zeros((0, len(self.labels)), dtype=np.float32)
         scale = float(self._model.logit_scale.exp().item())
-        logits = scale * vecs @ self.label_vectors().T
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        return vecs, (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+        return vecs, zero_shot_probs(vecs, self.label_vectors(), scale)
 
     def encode_query(self, inputs: Any, *, batch_size: int = 32) -> np.ndarray:
         """Text queries via the text tower (str inputs); PIL images go through the image tower.
