@@ -27,13 +27,6 @@ class StoreError(FusionrecError, RuntimeError):
     """The vector store is unusable, or was built with different encoders."""
 
 
-class UnknownUserError(FusionrecError, KeyError):
-    """A user id has no history and no request to start from."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
-        return str(self.args[0]) if self.args else "unknown user"
-
-
 def require(module: str, extra: str) -> None:
     """Raise MissingDependencyError naming the pip extra when `module` is not importable."""
     import importlib.util

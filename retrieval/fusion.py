@@ -55,26 +55,6 @@ def history_contributions(
     return modality_weight * np.asarray(history_weights, np.float64) * sims / norm
 
 
-def minmax(scores: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] within one request; constant inputs map to 0."""
-    s = np.asarray(scores, np.float64)
-    if s.size == 0:
-        return s
-    lo, hi = float(s.min()), float(s.max())
-    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
-
-
-def weighted_fusion(
-    score_lists: Mapping[str, np.ndarray], weights: Mapping[str, float]
-) -> np.ndarray:
-    """Sum of min-max-normalised score arrays (all `(n,)` over the same items) times weights."""
-    out: np.ndarray | None = None
-    for name, scores in score_lists.items():
-        term = weights.get(name, 0.0) * minmax(scores)
-        out = term if out is None else out + term
-    return out if out is not None else np.zeros(0)
-
-
 def reciprocal_rank_fusion(
     rankings: Mapping[str, Sequence[str]],
     *,

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from retrieval.catalogue import Item, RowError, read_catalogue
 from retrieval.encoders.base import Encoder
 from retrieval.store import VectorStore
@@ -288,9 +286,3 @@ def items_from_store(store: VectorStore) -> dict[str, Item]:
         raw["tags"] = tuple(raw.get("tags") or ())
         out[item_id] = Item(**raw)
     return out
-
-
-def stored_vectors(store: VectorStore, space: str) -> tuple[list[str], np.ndarray]:
-    """All `(ids, (n, dim) float32)` of one space, for exact scoring and profiles."""
-    ids, vecs, _ = store.get(space)
-    return ids, vecs
