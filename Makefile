@@ -11,7 +11,7 @@ export OPENBLAS_NUM_THREADS := 1
 export TOKENIZERS_PARALLELISM := false
 DEMO_DIR ?= $(HOME)/.fusionrec/demo
 
-.PHONY: setup setup-system setup-llm test test-slow demo eval bench lint clean
+.PHONY: setup setup-system setup-llm test test-slow screenshots demo eval lint clean
 
 setup: $(VENV)/.installed  ## Python environment with every dependency (torch from local disk)
 
@@ -36,6 +36,9 @@ test: setup setup-system  ## the default test run (CI)
 
 test-slow: setup setup-system setup-llm  ## tests that need the 1.5B LLM
 	$(BIN)/python -m pytest -q -m slow
+
+screenshots: setup setup-system  ## re-take docs/screenshots/ with the browser test
+	FUSIONREC_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
 
 demo: setup setup-llm  ## build the demo catalogue, ingest it, serve the app on 127.0.0.1
 	$(BIN)/fusionrec demo --dir $(DEMO_DIR)

@@ -2,7 +2,8 @@
 
 Builds a small real store (real encoders, identity re-ranker, no LLM), serves `app.py` on a
 free loopback port in a subprocess and drives Debian's `/usr/bin/chromium` with Playwright
-(never a downloaded browser). Screenshots go to docs/screenshots/.
+(never a downloaded browser). Screenshots go to a temp folder, or to $FUSIONREC_SCREENSHOTS
+(`make screenshots` refreshes docs/screenshots/), so a test run never rewrites tracked files.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "screenshots"
 CHROME_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -235,7 +235,8 @@ def _card_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
 def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = Path(os.environ.get("FUSIONREC_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -260,14 +261,14 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
         assert not any("Astronaut" in t or "Rocket" in t for t in before), (
             before
         )  # seen items filtered
-        page.screenshot(path=str(SHOTS / "01-recommendations.png"), full_page=True)
+        page.screenshot(path=str(shots / "01-recommendations.png"), full_page=True)
 
         # Why on the first card: the explanation and its evidence show up.
         page.locator("#why-0").click()
         expect(page.locator("#fr-why-evidence")).to_contain_text("Explanation path", timeout=60_000)
         expect(page.locator("#fr-why-text")).not_to_contain_text("Working out why")
         assert page.locator("#fr-why-text").inner_text().strip()
-        page.screenshot(path=str(SHOTS / "02-why.png"), full_page=True)
+        page.screenshot(path=str(shots / "02-why.png"), full_page=True)
 
         # Like the first card: it joins the history, so the list changes at once.
         liked = before[0]
@@ -275,7 +276,7 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
         expect(page.locator("#fr-status")).to_contain_text("Updated picks", timeout=60_000)
         after = _card_titles(page)
         assert after != before and liked not in after, (before, after)
-        page.screenshot(path=str(SHOTS / "03-after-like.png"), full_page=True)
+        page.screenshot(path=str(shots / "03-after-like.png"), full_page=True)
 
         # Upload a catalogue with one good and one bad row: the good one goes in, the bad is listed.
         upload = tmp_path / "new items.csv"
@@ -289,5 +290,5 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
         expect(page.locator("#fr-report")).to_contain_text("added 1", timeout=60_000)
         expect(page.locator("#fr-errors")).to_contain_text("missing title")
         page.locator("#fr-errors").scroll_into_view_if_needed()
-        page.screenshot(path=str(SHOTS / "04-upload-report.png"), full_page=True)
+        page.screenshot(path=str(shots / "04-upload-report.png"), full_page=True)
         browser.close()
