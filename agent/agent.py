@@ -95,7 +95,7 @@ class RecommendationAgent:
     # ---- construction ------------------------------------------------------------------------
     @classmethod
     def from_config(cls, config: FusionrecConfig | str | Path | None = None) -> RecommendationAgent:
-        """Open the store, load encoders and interactions; the LLM loads on first use."""
+        """Open the store, text encoder, interactions; image/audio encoders, LLM load on use."""
         if config is None:
             cfg = FusionrecConfig()
         elif isinstance(config, FusionrecConfig):

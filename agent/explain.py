@@ -18,8 +18,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from agent.evidence import MIN_MODALITY_SHARE
-from agent.explain_render import MAX_SENTENCES, EvidenceRenderer
-from agent.faithfulness import FaithfulnessResult, TitleIndex, check_faithfulness, title_forms
+from agent.explain_render import MAX_SENTENCES, EvidenceRenderer, plain
+from agent.faithfulness import (
+    FaithfulnessResult,
+    TitleIndex,
+    check_faithfulness,
+    names_a_reason,
+    title_forms,
+)
 from agent.prompting import load_prompt
 from agent.records import Evidence, Explanation
 from retrieval.catalogue import Item
@@ -28,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Explainer", "TextGenerator"]
 
-MAX_DESCRIPTION_CHARS = 300  # description context shown to the LLM
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d')]*\s+(?=[\"\u201c(]?[A-Z0-9#])")
 _TAG = re.compile(r"</?item>", re.I)
 _PREAMBLE = re.compile(r"^\s*(?:explanation|answer|response|sentences?)\s*:\s*", re.I)
@@ -84,7 +89,7 @@ class Explainer:
         llm: an object with `generate(prompt, *, max_new_tokens, [system])` (and optionally
             `stream(...)`), a plain `Callable[[str], str]`, or None for template-only.
         items: the catalogue by id: titles for the faithfulness check, tag vocabulary,
-            descriptions for the prompt.
+            the tag vocabulary.
         max_new_tokens: cap on generated tokens per explanation.
         min_share: share of the content score a modality needs before it may be credited.
         prompts_folder: where the templates live (None = the packaged prompts/).
@@ -119,17 +124,11 @@ class Explainer:
         return self.renderer.template(ev)
 
     def render_prompt(self, ev: Evidence) -> str:
-        """The full user prompt for `ev` (item text escaped and quoted as data)."""
-        item = self.items.get(ev.item_id)
-        desc = item.description if item is not None else ""
-        if len(desc) > MAX_DESCRIPTION_CHARS:
-            desc = desc[:MAX_DESCRIPTION_CHARS].rsplit(" ", 1)[0] + " ..."
-        esc = lambda s: _TAG.sub("", s)  # noqa: E731 - quoted data must not close its own tag
+        """The user prompt for `ev`: the title quoted as data, no description (not evidence)."""
         return self._prompt.render(
-            item=f"<item>{esc(ev.title)}</item>",
-            status="recommended to this user" if ev.rank else "not recommended to this user",
-            evidence=self.render_evidence(ev),
-            description=f"<item>{esc(desc) or '(none)'}</item>",
+            item=f'"{plain(ev.title)}"',
+            status="recommended to you" if ev.rank else "not recommended to you",
+            evidence=self.renderer.render_evidence(ev, status=False),
         )
 
     def check(self, text: str, ev: Evidence, *, rendered: str | None = None) -> FaithfulnessResult:
@@ -245,6 +244,8 @@ class Explainer:
                 yield " ".join(shown)
         if not shown and reason is None:
             reason = "empty LLM output"
+        if reason is None and not names_a_reason(" ".join(shown), evidence):
+            reason = "names no reason from the evidence (no liked title, tag or request)"
         logger.debug(
             "LLM explanation for %s in %.2fs", evidence.item_id, time.perf_counter() - start
         )

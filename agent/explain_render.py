@@ -7,13 +7,14 @@ the same way in both, which is what lets the faithfulness check accept the templ
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agent.evidence import MIN_MODALITY_SHARE, supported_modalities
 from agent.prompting import load_prompt
 from agent.records import Evidence, HistoryLink
 
-__all__ = ["EvidenceRenderer"]
+__all__ = ["EvidenceRenderer", "plain"]
 
 MAX_SENTENCES = 3  # explanations are 1-3 sentences
 MAX_HISTORY_LINES = 3  # positive history items shown to the LLM (strongest first)
@@ -27,6 +28,14 @@ def _phrases(name: str, folder: Any = None) -> dict[str, str]:
         if sep and key.strip().isidentifier():
             out[key.strip()] = text.strip()
     return out
+
+
+_TAG = re.compile(r"</?item>", re.I)
+
+
+def plain(text: str) -> str:
+    """Catalogue or chat text as the fact lines quote it: one line, no `"` to close its quote."""
+    return " ".join(_TAG.sub("", text).replace('"', "'").split())
 
 
 def _num(x: float) -> str:
@@ -99,29 +108,41 @@ class EvidenceRenderer:
                 out.append(link)
         return out
 
-    def render_evidence(self, ev: Evidence) -> str:
-        """The evidence lines the LLM sees; also the only source of citable numbers."""
+    def render_evidence(self, ev: Evidence, *, status: bool = True) -> str:
+        """The evidence lines: the only source of citable numbers. The LLM sees them without the
+        status line (`status=False`): a small model given "recommended at position #4" copies
+        that and explains nothing."""
         f = self._facts
-        lines = [f["recommended"].format(rank=ev.rank) if ev.rank else f["not_recommended"]]
+        lines: list[str] = []
         for link in self._lead_links(ev)[:MAX_HISTORY_LINES] + self._negative_links(ev)[:1]:
             mod, cos = self._modality(link.modality), _num(link.cosine)
             if link.contribution < 0 and link.cosine < 0:
-                lines.append(f["unlike_liked"].format(title=link.title, modality=mod, cosine=cos))
+                lines.append(
+                    f["unlike_liked"].format(title=plain(link.title), modality=mod, cosine=cos)
+                )
             elif link.contribution < 0:
                 key = "similar_disliked_rated" if link.rating is not None else "similar_disliked"
                 lines.append(
                     f[key].format(
-                        title=link.title, modality=mod, cosine=cos, rating=_rating(link.rating or 0)
+                        title=plain(link.title),
+                        modality=mod,
+                        cosine=cos,
+                        rating=_rating(link.rating or 0),
                     )
                 )
             elif link.rating is not None:
                 lines.append(
                     f["similar_rated"].format(
-                        title=link.title, rating=_rating(link.rating), modality=mod, cosine=cos
+                        title=plain(link.title),
+                        rating=_rating(link.rating),
+                        modality=mod,
+                        cosine=cos,
                     )
                 )
             else:
-                lines.append(f["similar_liked"].format(title=link.title, modality=mod, cosine=cos))
+                lines.append(
+                    f["similar_liked"].format(title=plain(link.title), modality=mod, cosine=cos)
+                )
         if ev.history:
             lines.append(f["content"].format(score=_num(ev.content_score)))
             if len(ev.modality_scores) > 1:
@@ -130,26 +151,36 @@ class EvidenceRenderer:
         for m in sorted(supported_modalities(ev, min_share=self.min_share) - {"text"}):
             link = self._best_link(ev, m)
             if link is not None:
-                lines.append(f["media_link"].format(modality=self._modality(m), title=link.title))
+                lines.append(
+                    f["media_link"].format(modality=self._modality(m), title=plain(link.title))
+                )
         for _, title, n in ev.co_liked:
-            lines.append(f["co_liked_one" if n == 1 else "co_liked"].format(count=n, title=title))
+            lines.append(
+                f["co_liked_one" if n == 1 else "co_liked"].format(count=n, title=plain(title))
+            )
         if not ev.co_liked:
             lines.append(f["no_co_liked"])
         if ev.matched_tags:
-            lines.append(f["matched_tags"].format(tags=", ".join(ev.matched_tags)))
+            lines.append(f["matched_tags"].format(tags=plain(", ".join(ev.matched_tags))))
         if ev.item_tags:
-            lines.append(f["item_tags"].format(tags=", ".join(ev.item_tags)))
+            lines.append(f["item_tags"].format(tags=plain(", ".join(ev.item_tags))))
         for m, labels in ev.labels.items():
-            lines.append(f["labels"].format(modality=self._modality(m), labels=", ".join(labels)))
+            lines.append(
+                f["labels"].format(modality=self._modality(m), labels=plain(", ".join(labels)))
+            )
         if ev.disliked_tags:
-            lines.append(f["disliked_tags"].format(tags=", ".join(ev.disliked_tags)))
+            lines.append(f["disliked_tags"].format(tags=plain(", ".join(ev.disliked_tags))))
         if ev.request:
             score = _num(ev.request_score) if ev.request_score is not None else "unknown"
-            lines.append(f["request"].format(request=ev.request, score=score))
+            lines.append(f["request"].format(request=plain(ev.request), score=score))
         if ev.retriever_score is not None:
             lines.append(f["retriever"].format(score=_num(ev.retriever_score)))
         if ev.llm_score is not None:
             lines.append(f["llm"].format(score=_num(ev.llm_score)))
+        if status:
+            lines.insert(
+                0, f["recommended"].format(rank=ev.rank) if ev.rank else f["not_recommended"]
+            )
         return "\n".join(lines)
 
     def template(self, ev: Evidence) -> str:

@@ -11,7 +11,9 @@ Rules (the first one that fails gives the reason):
    must occur in an evidence string; leading sentence words ("Because", "Like") are dropped.
 4. Tags/genres from the catalogue vocabulary must be the item's tags or matched tags.
 5. Numbers (digits, and "two" ... "twelve") must occur in the rendered evidence.
-6. Modality claims ("looks like", "cover art", "sounds like", naming a media label, ...)
+6. No judgements of reception or quality ("praised", "a classic", "award", "directed by"):
+   no evidence field holds one.
+7. Modality claims ("looks like", "cover art", "sounds like", naming a media label, ...)
    need that modality to be supported (`agent.evidence.supported_modalities`).
 """
 
@@ -24,7 +26,14 @@ from dataclasses import dataclass
 from agent.evidence import MIN_MODALITY_SHARE, supported_modalities
 from agent.records import Evidence
 
-__all__ = ["FaithfulnessResult", "TitleIndex", "check_faithfulness", "mask_titles", "title_forms"]
+__all__ = [
+    "FaithfulnessResult",
+    "TitleIndex",
+    "check_faithfulness",
+    "mask_titles",
+    "names_a_reason",
+    "title_forms",
+]
 
 _YEAR = re.compile(r"\s*\((?:\d{4}|[IVX]+)\)\s*$")
 _ARTICLE = re.compile(r"^(.*),\s*(The|A|An|Les|La|Le|Il|El|Das|Der|Die|L')$")
@@ -67,6 +76,14 @@ _SELF_CLAIM = re.compile(
     r"\b(?:you|the user|they|this user)\s+(?:have\s+|has\s+|already\s+)?"
     r"(?:liked|loved|rated|enjoyed|watched|saw|seen)\s+"
     r"(?:it|this(?:\s+\w+)?|the (?:item|film|movie))\b",
+    re.I,
+)
+# Judgements about an item's reception or quality: no evidence field ever holds one, so a
+# sentence making one is invented ("praised for its innovative storytelling", "a classic").
+_JUDGEMENT = re.compile(
+    r"\b(praised|acclaimed|critics?|critically|classics?|masterpieces?|awards?|oscars?|"
+    r"top-rated|highly[- ]rated|best|greatest|famous|beloved|blockbusters?|cult|innovative|"
+    r"must-see|iconic|legendary|directors?|starring)",
     re.I,
 )
 _YEAR_TITLE = re.compile(r"((?:[A-Z0-9][\w'\-:!.,]*\s+)*?[A-Z0-9][\w'\-:!.,]*)\s*\((\d{4})\)")
@@ -144,6 +161,21 @@ def _allowed_strings(ev: Evidence) -> list[str]:
     if ev.request:
         strings.append(ev.request)
     return [_fold(s) for s in strings if s]
+
+
+def names_a_reason(text: str, ev: Evidence) -> bool:
+    """Whether `text` names at least one reason the evidence holds: a history or co-liked title
+    (not the item's own), a shared tag or label, or the request. Where the evidence has none of
+    those, any text qualifies. A true but empty sentence ("It is recommended to you at position
+    #5.") passes every rule above and explains nothing; this catches it."""
+    reasons = [
+        f for link in ev.history if link.item_id != ev.item_id for f in title_forms(link.title)
+    ]
+    reasons += [f for i, t, _ in ev.co_liked if i != ev.item_id for f in title_forms(t)]
+    reasons += ev.matched_tags + [lb for labels in ev.labels.values() for lb in labels]
+    reasons += [ev.request] if ev.request else []
+    folded = _fold(text)
+    return not reasons or any(_fold(r) in folded for r in reasons if r)
 
 
 def _placeholder(n: int) -> str:
@@ -356,6 +388,12 @@ def check_faithfulness(
         if re.search(rf"\b{word}\b", masked, flags=re.I) and float(n) not in known:
             return FaithfulnessResult(
                 False, f"cites the number '{word}', which is not in the evidence"
+            )
+    for judgement in _JUDGEMENT.finditer(masked):  # unless a tag or title uses the word
+        word = _fold(judgement.group(0))
+        if not any(re.search(rf"\b{re.escape(word)}\b", a) for a in allowed):
+            return FaithfulnessResult(
+                False, f"judges the item ('{judgement.group(0)}'), which no evidence supports"
             )
     seen = any(link.item_id == evidence.item_id for link in evidence.history)
     claim = _SELF_CLAIM.search(masked)

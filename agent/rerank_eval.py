@@ -121,6 +121,49 @@ class _Split:
         ]
 
 
+def _fingerprint(reranker: Any) -> str:
+    """Changes whenever the prompts or the prompt settings do, so a cache never mixes them."""
+    import hashlib
+
+    from agent.prompting import prompts_dir
+
+    h = hashlib.sha256()
+    for f in sorted(prompts_dir().glob("rerank_*.txt")):
+        h.update(f.read_bytes())
+    h.update(
+        repr(
+            [
+                reranker.max_history,
+                reranker.max_desc_chars,
+                reranker.max_tags,
+                reranker.short_titles,
+            ]
+        ).encode()
+    )
+    return h.hexdigest()[:10]
+
+
+def _score_user(
+    llm_scores: Any,
+    kind: str,
+    key: str,
+    ctx: UserContext,
+    by_proto: dict[str, list[Candidate]],
+) -> dict[str, np.ndarray] | None:
+    """LLM scores of each protocol's candidates for one user. Pointwise scores do not depend on
+    the other candidates, so the union of the protocols' candidates is scored in one request
+    (the history prefix once); listwise scores do, so each protocol is its own request."""
+    if kind != "llm-pointwise":
+        out = {p: llm_scores(f"{key}/{p}", ctx, c) for p, c in by_proto.items()}
+        return None if any(v is None for v in out.values()) else out
+    union = list({c.item_id: c for cands in by_proto.values() for c in cands}.values())
+    scores = llm_scores(f"{key}/union", ctx, union)
+    if scores is None:
+        return None
+    by_id = dict(zip([c.item_id for c in union], scores, strict=True))
+    return {p: np.array([by_id[c.item_id] for c in cands]) for p, cands in by_proto.items()}
+
+
 def _ndcgs(order_ids: list[str], target: str) -> dict[str, float]:
     rank = order_ids.index(target) + 1 if target in order_ids else 10**9
     return {f"ndcg@{k}": ndcg_one(rank, k) for k in KS}
@@ -135,7 +178,7 @@ def run_rerank_eval(
     n_candidates: int = 20,
     seed: int = 0,
     protocols: Sequence[str] = ("sampled", "full"),
-    max_history: int = 10,
+    max_history: int = 8,
     max_seconds: float | None = None,
     out: str | Path = "docs/rerank_eval.json",
     llm_kwargs: dict[str, Any] | None = None,
@@ -169,10 +212,12 @@ def run_rerank_eval(
         llm_kwargs=llm_kwargs or {},
         time_budget_s=None,
         max_history=max_history,
-        max_desc_chars=0,
+        batch_size=2 * n_candidates,  # both protocols' candidates in one forward pass
     )
     out = Path(out)
-    cache_path = out.with_name(out.stem + f".{model.replace('/', '_')}.{kind}.scores.jsonl")
+    cache_path = out.with_name(
+        out.stem + f".{model.replace('/', '_')}.{kind}.{_fingerprint(reranker)}.scores.jsonl"
+    )
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     cache: dict[str, list[float]] = {}
     if cache_path.is_file():
@@ -200,28 +245,37 @@ def run_rerank_eval(
     collected: dict[str, dict[str, list[Any]]] = {}
     for phase, hold, phase_users in (("val", 2, val_users), ("test", 1, test_users)):
         split = _Split(data, hold, phase_users, index)
-        for proto in protocols:
-            rows = collected.setdefault(
-                f"{phase}/{proto}", {"retr": [], "llm": [], "rel": [], "ids": [], "target": []}
-            )
-            for u in phase_users:
+        for u in phase_users:
+            ctx = user_context(split.hist[u], titles, max_history=max_history, user_id=u)
+            by_proto = {}
+            for proto in protocols:
                 urng = np.random.default_rng(
                     [seed, int(u) if u.isdigit() else hash(u) % 10**6, hold]
                 )
-                cands = (
+                by_proto[proto] = (
                     split.sampled(u, urng, n_candidates)
                     if proto == "sampled"
                     else split.top(u, n_candidates)
                 )
-                ctx = user_context(split.hist[u], titles, max_history=max_history, user_id=u)
-                s = llm_scores(f"{phase}/{proto}/{u}", ctx, cands)
-                if s is None:
-                    break
+            scored = _score_user(llm_scores, kind, f"{phase}/{u}", ctx, by_proto)
+            if scored is None:
+                break
+            for proto, cands in by_proto.items():
+                rows = collected.setdefault(
+                    f"{phase}/{proto}", {"retr": [], "llm": [], "ids": [], "target": []}
+                )
                 rows["retr"].append(np.array([c.score for c in cands]))
-                rows["llm"].append(s)
-                rows["rel"].append(np.array([c.item_id == split.target[u] for c in cands]))
+                rows["llm"].append(scored[proto])
                 rows["ids"].append([c.item_id for c in cands])
                 rows["target"].append(split.target[u])
+        for proto in protocols:
+            rows = collected.setdefault(
+                f"{phase}/{proto}", {"retr": [], "llm": [], "ids": [], "target": []}
+            )
+            rows["rel"] = [
+                np.array([i == t for i in ids])
+                for ids, t in zip(rows["ids"], rows["target"], strict=True)
+            ]
     report: dict[str, Any] = {
         "dataset": "ml-100k",
         "model": model,
@@ -314,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val-users", type=int, default=50)
     p.add_argument("--candidates", type=int, default=20)
     p.add_argument("--protocols", default="sampled,full")
-    p.add_argument("--max-history", type=int, default=10)
+    p.add_argument("--max-history", type=int, default=8)
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", default=None)

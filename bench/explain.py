@@ -4,9 +4,9 @@ Reports: the share of LLM explanations that pass the faithfulness check before f
 the share of final explanations that pass (must be 100%), average length, latency per
 explanation on this machine, and writes sample explanations to docs/explanations.md.
 
-Retrieval here is the hybrid the agent uses, built from `retrieval/` pieces: EASE (cf.py)
-plus the exact profile-cosine content score (fusion.py) on MiniLM text vectors, merged with
-reciprocal-rank fusion; history = every rating but the user's last (leave-last-out).
+Ranking is the agent's: the hybrid `CandidateGenerator` (default `HybridConfig`) over MiniLM
+text vectors, fit on every rating but each user's last (leave-last-out); evidence is built as
+`RecommendationAgent.evidence` builds it (same history weights, co-likes, candidate scores).
 
     python -m bench.explain --users 100 --k 5 --model smollm2-135m
     python -m bench.explain --users 100 --model none      # template only
@@ -32,11 +32,11 @@ import scipy.sparse as sp  # noqa: E402
 
 from agent.evidence import CoLikes, HistoryEntry, build_evidence  # noqa: E402
 from agent.explain import Explainer  # noqa: E402
-from retrieval.candidates import Candidate  # noqa: E402
-from retrieval.cf import EASE, history_weights  # noqa: E402
+from retrieval.candidates import CandidateGenerator, NumpyIndex  # noqa: E402
 from retrieval.config import HybridConfig  # noqa: E402
-from retrieval.fusion import reciprocal_rank_fusion  # noqa: E402
+from retrieval.evaluate import split_leave_last_out  # noqa: E402
 from retrieval.movielens import load_movielens  # noqa: E402
+from retrieval.profiles import History, profile_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,15 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(Path(args.md), saved["summary"], saved["records"], args.samples)
         return 0
 
-    cfg = HybridConfig()
     data = load_movielens()
     items = {it.id: it for it in data.items}
     ids = [it.id for it in data.items]
     col = {i: n for n, i in enumerate(ids)}
-    inter = data.interactions
-    users = sorted(inter["user_id"].unique(), key=int)
+    train, _ = split_leave_last_out(data.interactions, 1)
+    users = sorted(train["user_id"].unique(), key=int)
     row = {u: n for n, u in enumerate(users)}
-    train = inter[inter.groupby("user_id").cumcount(ascending=False) > 0]  # drop each user's last
     matrix = sp.csr_matrix(
         (
             train["rating"].to_numpy(np.float32),
@@ -90,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     vecs = text_vectors(data.items, threads=args.threads)
     vec_map = {"text": dict(zip(ids, vecs, strict=True))}
-    ease = EASE(l2=500.0).fit(matrix)
-    co = CoLikes(matrix, ids, min_value=4.0)
+    generator = CandidateGenerator(NumpyIndex({"text": (ids, vecs)}), config=HybridConfig()).fit(
+        train, ids
+    )
+    hc = generator.config
+    co = CoLikes(matrix, ids)
     print(
         f"setup {time.perf_counter() - t0:.1f}s: {len(ids)} items, {len(users)} users",
         file=sys.stderr,
@@ -111,44 +112,27 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for n_user, user in enumerate(chosen, start=1):
         hist = train[train["user_id"] == user]
-        ratings = hist["rating"].to_numpy(np.float32)
-        positions = np.arange(len(hist))[::-1]
-        weights = history_weights(
-            positions,
-            ratings,
-            half_life=cfg.content_half_life,
-            like_threshold=cfg.content_like_threshold,
-            negative_weight=cfg.negative_weight,
+        history = History(
+            hist["item_id"].tolist(),
+            hist["rating"].astype(float).tolist(),
+            hist["timestamp"].astype(int).tolist(),
         )
-        history = [
-            HistoryEntry(i, float(w), float(r))
-            for i, w, r in zip(hist["item_id"], weights, ratings, strict=True)
+        ratings = dict(zip(history.item_ids, history.ratings, strict=True))
+        h_ids, h_weights = profile_weights(
+            history,
+            half_life=hc.content_half_life,
+            like_threshold=hc.content_like_threshold,
+            negative_weight=hc.negative_weight,
+        )
+        entries = [
+            HistoryEntry(i, float(w), ratings.get(i))
+            for i, w in zip(h_ids, h_weights, strict=True)
         ]
-        hv = np.stack([vec_map["text"][h.item_id] for h in history])
-        profile = (weights[:, None] * hv).sum(0)
-        content = vecs @ (profile / max(np.linalg.norm(profile), 1e-12))
-        cf = ease.score(
-            sp.csr_matrix(
-                (np.ones(len(hist), np.float32), ([0] * len(hist), hist["item_id"].map(col))),
-                shape=(1, len(ids)),
-            )
-        )[0]
-        seen = [col[i] for i in hist["item_id"]]
-        content[seen] = -np.inf
-        cf[seen] = -np.inf
-        top = lambda s: [ids[j] for j in np.argsort(-s)[:100]]  # noqa: E731
-        fused = reciprocal_rank_fusion({"ease": top(cf), "content-text": top(content)})
-        best = sorted(fused, key=lambda i: -fused[i])[: args.k]
-        for rank, item_id in enumerate(best, start=1):
-            cand = Candidate(
-                item_id,
-                fused[item_id],
-                {"ease": float(cf[col[item_id]]), "content-text": float(content[col[item_id]])},
-                rank,
-            )
+        for cand in generator.generate(history, n=args.k):
+            rank, item_id = cand.rank, cand.item_id
             ev = build_evidence(
                 item_id,
-                history,
+                entries,
                 items=items,
                 vectors=vec_map,
                 weights={"text": 1.0},

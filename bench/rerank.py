@@ -6,7 +6,8 @@ For each of `--users` MovieLens-100K users (fixed seed) with 20 candidates (held
 - `pointwise`: log P(Yes) per candidate, history prefix computed once, candidates batched;
 - `listwise`: next-token log-probs over candidate letters, `--permutations` cyclic shifts;
 - `generate`: the same model writes the ranked list of letters (prompts/rerank_generate.txt),
-  greedy, parsed afterwards (the approach LlamaRec compares against).
+  greedy, parsed afterwards (the cheapest generative list);
+- `generate-titles`: it writes the ranked titles, one per line (what LlamaRec compares against).
 
 Reports latency per user, tokens processed, peak RSS (and peak CUDA memory on GPU), the
 held-out item's rank, and the generate/score speed ratio. Writes JSON + Markdown.
@@ -32,7 +33,7 @@ from agent.llm import load_llm
 from agent.prompting import load_prompt
 from agent.rerank import create_reranker
 from agent.rerank_eval import user_context
-from agent.rerank_llm import LETTERS, history_fields, listing
+from agent.rerank_llm import LETTERS, history_fields, listing, quote_item
 from retrieval.candidates import Candidate
 
 logger = logging.getLogger(__name__)
@@ -69,27 +70,45 @@ def bench_users(
     return cases, items
 
 
+ANSWERS = {
+    "generate": "the letters only, separated by commas, e.g. {labels}",
+    "generate-titles": "the titles only, one per line, best first",
+}
+
+
 def generate_ranking(
     llm: Any,
     user: Any,
     cands: list[Candidate],
     items: dict[str, Any],
     *,
+    mode: str,
+    max_history: int,
     max_new_tokens: int,
     system: str,
 ) -> tuple[list[str], int, int, str]:
-    """The model writes the ranked letters: (ids parsed, prompt tokens, new tokens, text)."""
+    """The model writes the ranked list: (ids parsed, prompt tokens, new tokens, text)."""
     n = len(cands)
+    quoted = [quote_item(items.get(c.item_id), item_id=c.item_id, short_titles=True) for c in cands]
+    labels = ", ".join(LETTERS[:n])
     prompt = load_prompt("rerank_generate").render(
-        candidates=listing(cands, items, list(range(n)), max_desc_chars=0),
-        labels=", ".join(LETTERS[:n]),
-        **history_fields(user, max_history=20),
+        candidates=listing(quoted, list(range(n))),
+        answer=ANSWERS[mode].format(labels=labels),
+        **history_fields(user, max_history=max_history, short_titles=True),
     )
     text = llm.generate(prompt, system=system, max_new_tokens=max_new_tokens)
     n_prompt = llm.count_tokens(llm.chat_text(prompt, system=system))
     seen: list[str] = []
-    for letter in re.findall(r"\b([A-Z])\b", text):
-        k = LETTERS.index(letter)
+    if mode == "generate":
+        picks = [LETTERS.index(x) for x in re.findall(r"\b([A-Z])\b", text)]
+    else:
+        lines = [
+            re.sub(r"^[\s\d.)-]*(?:[A-Z][.)]\s+)?", "", ln).strip(' "') for ln in text.splitlines()
+        ]
+        picks = [
+            next((k for k, q in enumerate(quoted) if ln and q == f'"{ln}"'), n) for ln in lines
+        ]
+    for k in picks:
         if k < n and cands[k].item_id not in seen:
             seen.append(cands[k].item_id)
     return seen, n_prompt, llm.count_tokens(text), text
@@ -106,7 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         quantization=args.quantization,
     )
     load_s = time.perf_counter() - t
-    system = load_prompt("system").render()
+    system = load_prompt("rerank_system").render()
     report: dict[str, Any] = {
         "model": args.model,
         "device": llm.device,
@@ -124,7 +143,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             llm=llm,
             time_budget_s=None,
             batch_size=args.batch_size,
-            max_desc_chars=0,
             max_history=args.max_history,
         ),
         "listwise": create_reranker(
@@ -141,9 +159,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for user, cands, target in cases:
             _sync(llm)
             t = time.perf_counter()
-            if mode == "generate":
+            if mode.startswith("generate"):
                 ids, n_prompt, n_new, text = generate_ranking(
-                    llm, user, cands, items, max_new_tokens=args.gen_tokens, system=system
+                    llm,
+                    user,
+                    cands,
+                    items,
+                    mode=mode,
+                    max_history=args.max_history,
+                    max_new_tokens=args.gen_tokens if mode == "generate" else 8 * args.gen_tokens,
+                    system=system,
                 )
                 row = {
                     "tokens": n_prompt + n_new,
@@ -173,11 +198,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 torch.cuda.max_memory_allocated() / 1024**3, 2
             )
     modes = report["modes"]
-    if "generate" in modes:
+    for g in ("generate", "generate-titles"):
         for m in ("pointwise", "listwise"):
-            if m in modes:
-                report[f"speedup_{m}_vs_generate"] = round(
-                    modes["generate"]["seconds_per_user"] / modes[m]["seconds_per_user"], 1
+            if m in modes and g in modes:
+                report[f"speedup_{m}_vs_{g}"] = round(
+                    modes[g]["seconds_per_user"] / modes[m]["seconds_per_user"], 1
                 )
     return report
 
@@ -218,11 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--users", type=int, default=2)
     p.add_argument("--candidates", type=int, default=20)
-    p.add_argument("--max-history", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--max-history", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=20)
     p.add_argument("--permutations", type=int, default=2)
     p.add_argument("--gen-tokens", type=int, default=60)
-    p.add_argument("--modes", default="pointwise,listwise,generate")
+    p.add_argument("--modes", default="pointwise,listwise,generate,generate-titles")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/rerank_bench.json")
     args = p.parse_args(argv)

@@ -24,7 +24,6 @@ import scipy.sparse as sp
 from retrieval.candidates import (
     CandidateGenerator,
     HybridConfig,
-    NumpyIndex,
     merge_scores,
     normalise,
 )
@@ -33,6 +32,7 @@ from retrieval.cf import EASE, ItemKNN, Popularity
 from retrieval.config import default_home
 from retrieval.metrics import metrics_from_ranks
 from retrieval.movielens import InteractionData, load_movielens, load_user_data
+from retrieval.numpy_index import NumpyIndex
 from retrieval.profiles import History
 from retrieval.vector_cache import cached_vectors
 

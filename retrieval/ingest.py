@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,32 +53,107 @@ class IngestReport:
         )
 
 
-@dataclass
-class Encoders:
-    """The encoders one store is built with. `image`/`audio` may be None (modality ignored)."""
+class LazyEncoder:
+    """A registered encoder that is built on first `get()`, so start-up loads no model for it.
 
-    text: Encoder
-    image: Encoder | None = None
-    audio: Encoder | None = None
-    _bridges: dict[str, Any] = field(default_factory=dict, repr=False)
+    The name is checked at once (an unknown encoder is a config error); a missing weights
+    file raises the encoder's own `ModelLoadError` when the model is first needed.
+    """
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        from retrieval.encoders import encoder_factory
+
+        encoder_factory(name)  # unknown name -> UnknownBackendError now, not at first use
+        self.name = name
+        self.kwargs = kwargs
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def get(self) -> Encoder:
+        with self._lock:
+            if self._encoder is None:
+                from retrieval.encoders import create_encoder
+
+                self._encoder = create_encoder(self.name, **self.kwargs)
+            return self._encoder
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "not loaded"
+        return f"LazyEncoder({self.name!r}, {state})"
+
+
+class Encoders:
+    """The encoders one store is built with. `image`/`audio` may be None (modality ignored).
+
+    `image`/`audio` may also be `LazyEncoder`s (what `from_config` builds): serving needs only
+    the text encoder, so those models load the first time ingest reads the attribute.
+    """
+
+    def __init__(
+        self,
+        text: Encoder,
+        image: Encoder | LazyEncoder | None = None,
+        audio: Encoder | LazyEncoder | None = None,
+    ) -> None:
+        self.text = text
+        self._media: dict[str, Encoder | LazyEncoder | None] = {"image": image, "audio": audio}
+        self._bridges: dict[str, Any] = {}
+
+    @property
+    def image(self) -> Encoder | None:
+        return self._resolve("image")
+
+    @image.setter
+    def image(self, value: Encoder | LazyEncoder | None) -> None:
+        self._media["image"] = value
+        self._bridges.pop("image", None)
+
+    @property
+    def audio(self) -> Encoder | None:
+        return self._resolve("audio")
+
+    @audio.setter
+    def audio(self, value: Encoder | LazyEncoder | None) -> None:
+        self._media["audio"] = value
+        self._bridges.pop("audio", None)
+
+    def _resolve(self, modality: str) -> Encoder | None:
+        enc = self._media[modality]
+        return enc.get() if isinstance(enc, LazyEncoder) else enc
+
+    def loaded(self, modality: str) -> bool:
+        """Whether `modality`'s model is in memory (False when lazy and not yet used, or None)."""
+        enc = self._media[modality]
+        return enc.loaded if isinstance(enc, LazyEncoder) else enc is not None
+
+    def __repr__(self) -> str:
+        media = ", ".join(f"{m}={e!r}" for m, e in self._media.items())
+        return f"Encoders(text={self.text!r}, {media})"
 
     @classmethod
     def from_config(cls, cfg: Any) -> Encoders:
-        """Build the set an `EncoderConfig` names; image/audio "none" disables a modality."""
+        """Build the set an `EncoderConfig` names; image/audio "none" disables a modality.
+
+        The text encoder loads now; image/audio load on first use (see `LazyEncoder`).
+        """
         from retrieval.encoders import create_encoder
 
         common = {"device": cfg.device, "num_threads": cfg.num_threads}
         image = audio = None
         if cfg.image == "open-clip":
-            image = create_encoder(
+            image = LazyEncoder(
                 "open-clip", model=cfg.clip_model, weights=cfg.clip_weights, **common
             )
         elif cfg.image != "none":
-            image = create_encoder(cfg.image, **common)
+            image = LazyEncoder(cfg.image, **common)
         if cfg.audio == "clap":
-            audio = create_encoder("clap", model=cfg.clap_model, **common)
+            audio = LazyEncoder("clap", model=cfg.clap_model, **common)
         elif cfg.audio != "none":
-            audio = create_encoder(cfg.audio, **common)
+            audio = LazyEncoder(cfg.audio, **common)
         return cls(text=create_encoder(cfg.text, **common), image=image, audio=audio)
 
     def bridge(self, modality: str) -> Any | None:
@@ -92,7 +168,7 @@ class Encoders:
         return self._bridges[modality]
 
     def signature(self) -> dict[str, Any]:
-        """Identity of every encoder; part of each item's content hash."""
+        """Identity of every encoder; part of each item's content hash (loads image/audio)."""
         return {
             m: (e.get_config() if e is not None else None)
             for m, e in (("text", self.text), ("image", self.image), ("audio", self.audio))

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 class ItemIndex(Protocol):
     """What profiles and candidate generation need from a vector store.
 
-    `retrieval.store.VectorStore` implements it with Chroma; `candidates.NumpyIndex` with exact
+    `retrieval.store.VectorStore` implements it with Chroma; `numpy_index.NumpyIndex` with exact
     numpy dot products (evaluation, tests, benchmarks).
     """
 

@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def encoders():  # type: ignore[no-untyped-def]
-    """The real default encoders (MiniLM, EfficientNet-Lite0, YAMNet), loaded once."""
+    """The real default encoders (MiniLM, EfficientNet-Lite0, YAMNet); image/audio load lazily."""
     from retrieval.config import EncoderConfig
     from retrieval.ingest import Encoders
 

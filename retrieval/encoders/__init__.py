@@ -30,17 +30,30 @@ def list_encoders() -> list[str]:
     return sorted(ENCODERS)
 
 
-def create_encoder(name: str, **kwargs: Any) -> Encoder:
-    """Build (or reuse) the encoder registered as `name`; kwargs go to its factory."""
+def encoder_factory(name: str) -> Callable[..., Encoder]:
+    """The factory registered as `name` (no model is loaded); unknown names are an error."""
     _load_builtin()
     if name not in ENCODERS:
         raise UnknownBackendError(
             f"unknown encoder '{name}'; available: {', '.join(sorted(ENCODERS))}"
         )
+    return ENCODERS[name]
+
+
+def create_encoder(name: str, **kwargs: Any) -> Encoder:
+    """Build (or reuse) the encoder registered as `name`; kwargs go to its factory."""
+    factory = encoder_factory(name)
     key = (name, repr(sorted(kwargs.items())))
     if key not in _CACHE:
-        _CACHE[key] = ENCODERS[name](**kwargs)
+        _CACHE[key] = factory(**kwargs)
     return _CACHE[key]
 
 
-__all__ = ["Encoder", "LabelledEncoder", "create_encoder", "list_encoders", "register_encoder"]
+__all__ = [
+    "Encoder",
+    "LabelledEncoder",
+    "create_encoder",
+    "encoder_factory",
+    "list_encoders",
+    "register_encoder",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -140,6 +141,29 @@ def test_explain_cites_the_history_item_that_drove_it(agent: RecommendationAgent
     history_titles = {agent.items[i.item_id].title for i in agent.users.get("u1").history()}
     assert exp.evidence.history and exp.evidence.history[0].title in history_titles
     assert any(t in exp.text for t in history_titles)
+
+
+def test_start_up_loads_no_image_or_audio_model_until_an_ingest_needs_it(
+    tmp_path: Path, skimage_photo: Path
+) -> None:
+    cfg = FusionrecConfig.from_dict(
+        {
+            "store": {"path": str(tmp_path / "store")},
+            "encoders": {"num_threads": 1},  # default image and audio encoders
+            "llm": {"reranker": "identity", "explain": False},
+            "data": {"users_path": str(tmp_path / "users.jsonl")},
+        }
+    )
+    agent = RecommendationAgent.from_config(cfg)
+    assert not agent.encoders.loaded("image") and not agent.encoders.loaded("audio")
+    shutil.copy(skimage_photo / "coffee.png", tmp_path / "coffee.png")
+    row = {"id": "coffee", "title": "Espresso", "description": "Coffee.", "image": "coffee.png"}
+    (tmp_path / "items.jsonl").write_text(json.dumps(row) + "\n")
+    report = agent.ingest(tmp_path / "items.jsonl")
+    assert (report.added, report.failed) == (1, [])
+    assert agent.encoders.loaded("image") and agent.encoders.loaded("audio")
+    assert agent.store.count("image") == 1
+    assert [r.item.id for r in agent.recommend("anyone", k=1).items] == ["coffee"]
 
 
 def test_bad_requests_get_clear_errors(agent: RecommendationAgent, tmp_path: Path) -> None:

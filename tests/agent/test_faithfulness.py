@@ -83,6 +83,8 @@ def test_evidence_titles_pass(explainer: Explainer, rotj: Evidence) -> None:
         ("The user rated 4 stars for this item.", "4"),
         ("Star Wars, which you rated 4, is similar.", "4"),
         ("It is tagged Romance.", "romance"),
+        ("It is a classic, praised for its innovative storytelling.", "classic"),
+        ("Critics loved it.", "critics"),
     ],
 )
 def test_unsupported_mentions_are_rejected(

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.candidates import CandidateGenerator, HybridConfig, NumpyIndex
+from retrieval.candidates import CandidateGenerator, HybridConfig
+from retrieval.numpy_index import NumpyIndex
 from retrieval.profiles import History, build_profile
 
 CATALOGUE = {

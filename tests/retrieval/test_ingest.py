@@ -144,6 +144,45 @@ def test_interrupted_ingest_resumes(tmp_path: Path, encoders: Encoders) -> None:
     assert store.count("text") == 6
 
 
+def test_image_and_audio_models_load_on_first_ingest_not_at_start_up(
+    tmp_path: Path, skimage_photo: Path
+) -> None:
+    from retrieval.config import EncoderConfig
+    from retrieval.encoders import create_encoder
+    from retrieval.encoders.image import load_image
+
+    encoders = Encoders.from_config(EncoderConfig(num_threads=1))
+    assert not encoders.loaded("image") and not encoders.loaded("audio")
+    encoders.text.encode_query(["a cup of coffee"])  # the serving path needs text only
+    assert not encoders.loaded("image") and not encoders.loaded("audio")
+
+    store = VectorStore.open(tmp_path / "store")
+    photo = str(skimage_photo / "coffee.png")
+    item = Item(id="coffee", title="Morning espresso", description="A cup.", image=photo)
+    report = ingest_items([item], store, encoders)
+    assert (report.added, report.failed) == (1, [])
+    assert encoders.loaded("image") and encoders.loaded("audio")
+    # the very encoders an eager build makes, so vectors and content hashes are unchanged
+    assert encoders.image is create_encoder("efficientnet-lite0", device="cpu", num_threads=1)
+    assert encoders.audio is create_encoder("yamnet", device="cpu", num_threads=1)
+    assert store.count("image") == 1 and store.count("image-text") == 1
+    _, stored, _ = store.get("image", ["coffee"])
+    np.testing.assert_allclose(stored[0], encoders.image.encode([load_image(photo)])[0], atol=1e-5)
+
+
+def test_missing_media_weights_fail_clearly_when_first_needed(tmp_path: Path) -> None:
+    from retrieval.config import EncoderConfig
+    from retrieval.errors import ModelLoadError, UnknownBackendError
+
+    with pytest.raises(UnknownBackendError, match="no-such-model"):  # a config typo: at once
+        Encoders.from_config(EncoderConfig(image="no-such-model", num_threads=1))
+    encoders = Encoders.from_config(EncoderConfig(image="open-clip", audio="none", num_threads=1))
+    assert not encoders.loaded("image")  # no clip_weights, yet start-up succeeds
+    item = Item(id="a", title="A", description="Plain text.")
+    with pytest.raises(ModelLoadError, match="clip_weights"):
+        ingest_items([item], VectorStore.open(tmp_path / "store"), encoders)
+
+
 def test_store_refuses_a_different_encoder(tmp_path: Path) -> None:
     store = VectorStore.open(tmp_path / "store")
     v = np.eye(3, dtype=np.float32)
