@@ -127,6 +127,8 @@ class RecommendationAgent:
                 batch_size=cfg.llm.batch_size,
                 max_history=cfg.llm.max_history,
                 max_desc_chars=cfg.llm.max_desc_chars,
+                max_tags=cfg.llm.max_tags,
+                short_titles=cfg.llm.short_titles,
             )
         return cls(
             config=cfg,

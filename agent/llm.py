@@ -190,7 +190,7 @@ class LLM:
         suffixes: Sequence[str],
         *,
         batch_size: int = 20,
-        on_batch: Callable[[int], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> NextTokenScores:
         """Next-token log-probs after `prefix + s` for every `s`, running the prefix ONCE.
 
@@ -206,8 +206,9 @@ class LLM:
                 such as a newline).
             suffixes: the per-candidate continuations; each must encode to at least one token.
             batch_size: suffixes per forward pass.
-            on_batch: called with the number of suffixes done after each pack; it may raise to
-                stop early (the re-ranker's time budget does).
+            on_progress: called after the prefix and after each pack with the share of all
+                tokens computed so far (0 < share <= 1); it may raise to stop early (the
+                re-ranker's time budget does, projecting the rest from the pace so far).
 
         Returns:
             NextTokenScores with `(len(suffixes), vocab)` float32 log-probs.
@@ -225,12 +226,15 @@ class LLM:
             dtype = torch.bfloat16
         out_rows: list[torch.Tensor] = []
         computed = n_pre
+        total = n_pre + sum(len(e) for e in encoded)
         with torch.inference_mode():
             cache = (
                 self.model(input_ids=pre, use_cache=True, logits_to_keep=1).past_key_values
                 if n_pre
                 else None
             )
+            if on_progress is not None and n_pre:
+                on_progress(n_pre / total)
             for start in range(0, len(encoded), batch_size):
                 pack = encoded[start : start + batch_size]
                 lengths = [len(e) for e in pack]
@@ -256,8 +260,8 @@ class LLM:
                 ).logits[0]
                 out_rows.append(torch.log_softmax(logits.float(), dim=-1).cpu())
                 computed += q
-                if on_batch is not None:
-                    on_batch(start + len(pack))
+                if on_progress is not None:
+                    on_progress(computed / total)
         logprobs = torch.cat(out_rows) if out_rows else torch.empty(0)
         return NextTokenScores(
             logprobs=logprobs,

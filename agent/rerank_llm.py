@@ -266,19 +266,18 @@ class _LLMReranker:
             short_titles=self.short_titles,
         )
 
-    def _should_stop(self, deadline: float | None, done: int, total: int) -> None:
-        """Stop between batches once the budget is spent, or once the pace so far says the
-        remaining batches cannot finish inside it (no point spending the budget to then fall back).
-        """
-        if deadline is None or done >= total:
+    def _should_stop(self, deadline: float | None, share: float) -> None:
+        """Stop once the budget is spent, or once the pace so far (time per token) says the rest
+        cannot finish inside it: no point spending the budget to then fall back."""
+        if deadline is None or share >= 1.0:
             return
         now = time.perf_counter()
-        started = self._started
-        projected = now + (now - started) / done * (total - done) if done else now
+        spent = now - self._started
+        projected = now + spent / max(share, 1e-9) * (1.0 - share)
         if now > deadline or projected > deadline:
             raise BudgetExceeded(
-                f"{done} of {total} sequences scored in {now - started:.1f} s; "
-                f"the rest would take until {projected - started:.0f} s"
+                f"{share:.0%} of the prompt tokens read in {spent:.1f} s; "
+                f"the rest would take until {projected - self._started:.0f} s"
             )
 
 
@@ -314,7 +313,7 @@ class PointwiseLLMReranker(_LLMReranker):
             prefix,
             suffixes,
             batch_size=self.batch_size,
-            on_batch=lambda done: self._should_stop(deadline, done, len(suffixes)),
+            on_progress=lambda share: self._should_stop(deadline, share),
         )
         lp_yes, lp_no = _group_logprob(out.logprobs, yes), _group_logprob(out.logprobs, no)
         return lp_yes - np.logaddexp(lp_yes, lp_no), out.computed_tokens
@@ -375,7 +374,7 @@ class ListwiseLLMReranker(_LLMReranker):
             prefix,
             suffixes,
             batch_size=max(1, self.batch_size // 4),
-            on_batch=lambda done: self._should_stop(deadline, done, len(suffixes)),
+            on_progress=lambda share: self._should_stop(deadline, share),
         )
         per_letter = torch.stack(
             [torch.logsumexp(out.logprobs[:, ids], dim=-1) for ids in letter_ids], dim=1

@@ -84,21 +84,25 @@ class HybridConfig:
 @dataclass(frozen=True)
 class LLMConfig:
     model: str = "qwen2.5-coder-1.5b"  # packaged name, hub id or local folder
-    backend: str = "transformers"  # "transformers" or "openai" (HTTP endpoint)
+    backend: str = "transformers"  # a key of agent.llm.BACKENDS
     device: str | None = None  # None = cuda if available else cpu
-    quantization: str = "auto"  # "auto" (nf4 on cuda, bf16 on cpu), "nf4", "int8", "none"
+    quantization: str = "auto"  # "auto" (nf4 on cuda, none on cpu), "nf4", "int8", "none"
     cache_dir: str | None = None  # converted-weights cache; None = <home>/models
     time_budget_s: float = 15.0  # re-rank budget per request; past it the retriever order stands
     num_threads: int = 2  # torch threads on CPU
-    endpoint: str | None = None  # base URL for backend == "openai"
     reranker: str = "llm-pointwise"  # "llm-pointwise", "llm-listwise" or "identity" (no LLM)
     alpha: float = 0.5  # LLM weight in the final score; tuned on validation users (docs/rerank.md)
     rerank_top: int = 20  # how many retriever candidates the LLM re-scores; the rest keep order
-    max_history: int = 20  # most recent liked/disliked titles in the re-rank prompt
-    max_desc_chars: int = 240  # characters of each candidate's description quoted (0 = title+tags)
-    # candidate sequences per forward pass; small so the time budget is checked early (the
-    # re-ranker projects its pace after each batch and gives up at once if it cannot finish)
-    batch_size: int = 4
+    # Prompt size sets the CPU latency (~21 tokens/s for the 1.5B on 2 cores; docs/rerank.md):
+    # these defaults give ~280 tokens for 20 candidates. Raise them on a GPU.
+    max_history: int = 8  # most recent liked titles in the re-rank prompt (plus 3 disliked)
+    max_desc_chars: int = 0  # characters of each candidate's description quoted (0 = none)
+    max_tags: int = 0  # tags quoted per candidate (0 = none)
+    short_titles: bool = True  # drop a trailing "(1995)" from titles: 6 tokens each with Qwen
+    # candidates per forward pass, packed without padding: 20 = the history once, then all
+    # candidates in one pass. The budget is checked after the history from the pace per token,
+    # so a slow machine gives up before the long pass, not after it.
+    batch_size: int = 20
     explain: bool = True  # let the LLM word explanations (False = deterministic template only)
 
 

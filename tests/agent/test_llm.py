@@ -79,16 +79,16 @@ def test_prefix_cache_scores_equal_full_forward(tiny, batch_size: int) -> None: 
     assert out.computed_tokens == out.prefix_tokens + out.suffix_tokens  # packed: no padding
 
 
-def test_on_batch_can_stop_scoring(tiny) -> None:  # type: ignore[no-untyped-def]
-    seen: list[int] = []
+def test_progress_is_reported_and_can_stop_scoring(tiny) -> None:  # type: ignore[no-untyped-def]
+    seen: list[float] = []
+    tiny.next_token_logprobs("prefix ", ["a", "b", "c"], batch_size=1, on_progress=seen.append)
+    assert seen == sorted(seen) and 0 < seen[0] < 1 and seen[-1] == 1.0 and len(seen) == 4
 
-    def stop(done: int) -> None:
-        seen.append(done)
+    def stop(share: float) -> None:
         raise TimeoutError
 
     with pytest.raises(TimeoutError):
-        tiny.next_token_logprobs("prefix ", ["a", "b", "c"], batch_size=1, on_batch=stop)
-    assert seen == [1]
+        tiny.next_token_logprobs("prefix ", ["a", "b", "c"], on_progress=stop)
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
