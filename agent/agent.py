@@ -114,11 +114,14 @@ class RecommendationAgent:
             )
         from agent.rerank import create_reranker
 
-        llm = None
-        if cfg.llm.reranker == "identity" or cfg.llm.model == "none":
+        # one lazily loaded LLM for re-ranking, explanations and chat (none with reranker =
+        # "identity" or model = "none"); with alpha = 0 it takes no part in ranking, so the
+        # re-ranker is the identity and no 15 s are spent for nothing
+        use_llm = cfg.llm.reranker != "identity" and cfg.llm.model != "none"
+        llm = _LazyLLM(cfg.llm, cfg.model_cache()) if use_llm else None
+        if llm is None or cfg.llm.alpha == 0:
             reranker = create_reranker("identity")
         else:
-            llm = _LazyLLM(cfg.llm, cfg.model_cache())
             reranker = create_reranker(
                 cfg.llm.reranker,
                 llm=llm,

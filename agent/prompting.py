@@ -58,7 +58,7 @@ class Prompt:
         """Fill every field; missing or unexpected names raise PromptError listing the valid ones.
 
         Values are inserted verbatim: escaping untrusted text is the caller's job
-        (see `agent.rerank.quote_item`).
+        (see `agent.rerank_llm.quote_item`).
         """
         given, wanted = set(values), set(self.variables)
         if given != wanted:
@@ -67,22 +67,6 @@ class Prompt:
                 f"missing {sorted(wanted - given)}, unexpected {sorted(given - wanted)}"
             )
         return self.template.format(**values)
-
-    def split_at(self, field: str, **values: object) -> tuple[str, str]:
-        """Render everything except `field` and return (text before it, text after it).
-
-        Used to find the shared prefix of pointwise prompts, whose KV cache is computed once.
-        """
-        if field not in self.variables:
-            raise PromptError(
-                f"prompt '{self.name}' has no field '{field}'; fields: {self.variables}"
-            )
-        marker = "\x00SPLIT\x00"
-        text = self.render(**{**values, field: marker})
-        if text.count(marker) != 1:
-            raise PromptError(f"field '{field}' must occur exactly once in prompt '{self.name}'")
-        before, after = text.split(marker)
-        return before, after
 
 
 def prompts_dir() -> Path:

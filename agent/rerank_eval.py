@@ -290,7 +290,15 @@ def run_rerank_eval(
         alpha, table = (
             tune_alpha(val["retr"], val["llm"], val["rel"], k=10) if val["retr"] else (0.0, {})
         )
-        methods: dict[str, list[dict[str, float]]] = {"retriever": [], "llm": [], "fused": []}
+        argmax = (
+            tune_alpha(val["retr"], val["llm"], val["rel"], k=10, z=0)[0] if val["retr"] else 0.0
+        )
+        methods: dict[str, list[dict[str, float]]] = {
+            "retriever": [],
+            "llm": [],
+            "fused": [],
+            f"fused, arg-max alpha {argmax:g} (no gate)": [],
+        }
         for retr, llm, ids, target in zip(
             test["retr"], test["llm"], test["ids"], test["target"], strict=True
         ):
@@ -301,6 +309,7 @@ def run_rerank_eval(
                 ("retriever", retr),
                 ("llm", llm),
                 ("fused", fuse_scores(retr, llm, alpha)),
+                (f"fused, arg-max alpha {argmax:g} (no gate)", fuse_scores(retr, llm, argmax)),
             ):
                 methods[name].append(_ndcgs([ids[i] for i in order_by(sc, tb)], target))
         rows = {
@@ -318,6 +327,7 @@ def run_rerank_eval(
             "test_users": len(test["retr"]),
             "val_users": len(val["retr"]),
             "alpha": alpha,
+            "alpha_argmax": argmax,
             "val_ndcg@10_by_alpha": {str(a): round(v, 4) for a, v in table.items()},
             "methods": rows,
         }
@@ -340,7 +350,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     for proto, res in report["protocols"].items():
         lines += [
             f"**{proto}** protocol: {res['test_users']} test users, alpha = {res['alpha']} "
-            f"tuned on {res['val_users']} validation users.",
+            f"tuned on {res['val_users']} validation users (arg-max {res.get('alpha_argmax')}, "
+            "kept only if its validation gain clears 1.645 standard errors).",
             "",
         ]
         metrics = sorted(

@@ -91,7 +91,11 @@ class LLMConfig:
     time_budget_s: float = 15.0  # re-rank budget per request; past it the retriever order stands
     num_threads: int = 2  # torch threads on CPU
     reranker: str = "llm-pointwise"  # "llm-pointwise", "llm-listwise" or "identity" (no LLM)
-    alpha: float = 0.5  # LLM weight in the final score; tuned on validation users (docs/rerank.md)
+    # LLM weight in the final score. 0 = the LLM takes no part in ranking and is not run for it
+    # (explanations still use it). 0 is what validation chose for the 1.5B with these CPU-sized
+    # prompts on MovieLens: no weight improved both protocols (docs/rerank.md). Set e.g. 0.25
+    # to re-rank with the LLM anyway, or after re-tuning with `python -m agent.rerank_eval`.
+    alpha: float = 0.0
     rerank_top: int = 20  # how many retriever candidates the LLM re-scores; the rest keep order
     # Prompt size sets the CPU latency (~21 tokens/s for the 1.5B on 2 cores; docs/rerank.md):
     # these defaults give ~280 tokens for 20 candidates. Raise them on a GPU.
