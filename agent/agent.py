@@ -271,27 +271,13 @@ class RecommendationAgent:
 
     def evidence(self, user_id: str, item_id: str) -> Any:
         """The `Evidence` record behind `item_id` for `user_id`."""
-        from agent.evidence import HistoryEntry, build_evidence, labels_from_metadata
-        from retrieval.profiles import profile_weights
+        from agent.evidence import build_evidence, history_entries, labels_from_metadata
 
         user_id, item_id = str(user_id), str(item_id)
         if item_id not in self.items:
             raise CatalogueError(f"unknown item id '{item_id}'")
         state = self.users.get(user_id)
-        history = self._history(user_id)
-        hc = self.generator.config
-        ids, weights = profile_weights(
-            history,
-            half_life=hc.content_half_life,
-            like_threshold=hc.content_like_threshold,
-            negative_weight=hc.negative_weight,
-        )
-        ratings = dict(zip(history.item_ids, history.ratings, strict=True))
-        entries = [
-            HistoryEntry(i, float(w), ratings.get(i))
-            for i, w in zip(ids, weights, strict=True)
-            if i in self.items
-        ]
+        entries = history_entries(self._history(user_id), self.generator.config, self.items)
         wanted = list(dict.fromkeys([e.item_id for e in entries] + [item_id]))
         vectors: dict[str, dict[str, np.ndarray]] = {}
         for space in ALL_SPACES:

@@ -55,6 +55,28 @@ class HistoryEntry:
     rating: float | None = None
 
 
+def history_entries(
+    history: Any, config: Any, known: Collection[str] | None = None
+) -> list[HistoryEntry]:
+    """The user's history with the content-profile weights the retriever uses (`config` is a
+    `HybridConfig`), so evidence contributions add up to the fused content score. Items not in
+    `known` (when given) are left out."""
+    from retrieval.profiles import profile_weights
+
+    ids, weights = profile_weights(
+        history,
+        half_life=config.content_half_life,
+        like_threshold=config.content_like_threshold,
+        negative_weight=config.negative_weight,
+    )
+    ratings = dict(zip(history.item_ids, history.ratings, strict=True))
+    return [
+        HistoryEntry(i, float(w), ratings.get(i))
+        for i, w in zip(ids, weights, strict=True)
+        if known is None or i in known
+    ]
+
+
 class CoLikes:
     """Counts of users who liked two items, from a user x item interaction matrix.
 

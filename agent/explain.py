@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from agent.evidence import MIN_MODALITY_SHARE
-from agent.explain_render import MAX_SENTENCES, EvidenceRenderer, plain
+from agent.explain_render import ITEM_TAG, MAX_SENTENCES, EvidenceRenderer, plain
 from agent.faithfulness import (
     FaithfulnessResult,
     TitleIndex,
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["Explainer", "TextGenerator"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d')]*\s+(?=[\"\u201c(]?[A-Z0-9#])")
-_TAG = re.compile(r"</?item>", re.I)
 _PREAMBLE = re.compile(r"^\s*(?:explanation|answer|response|sentences?)\s*:\s*", re.I)
 
 
@@ -46,7 +45,7 @@ class TextGenerator(Protocol):
 
 
 def _clean(text: str) -> str:
-    text = _PREAMBLE.sub("", _TAG.sub("", text))
+    text = _PREAMBLE.sub("", ITEM_TAG.sub("", text))
     return " ".join(text.replace("**", "").split())
 
 
@@ -88,8 +87,7 @@ class Explainer:
     Args:
         llm: an object with `generate(prompt, *, max_new_tokens, [system])` (and optionally
             `stream(...)`), a plain `Callable[[str], str]`, or None for template-only.
-        items: the catalogue by id: titles for the faithfulness check, tag vocabulary,
-            the tag vocabulary.
+        items: the catalogue by id: titles and the tag vocabulary for the faithfulness check.
         max_new_tokens: cap on generated tokens per explanation.
         min_share: share of the content score a modality needs before it may be credited.
         prompts_folder: where the templates live (None = the packaged prompts/).

@@ -14,7 +14,7 @@ from agent.evidence import MIN_MODALITY_SHARE, supported_modalities
 from agent.prompting import load_prompt
 from agent.records import Evidence, HistoryLink
 
-__all__ = ["EvidenceRenderer", "plain"]
+__all__ = ["ITEM_TAG", "EvidenceRenderer", "plain"]
 
 MAX_SENTENCES = 3  # explanations are 1-3 sentences
 MAX_HISTORY_LINES = 3  # positive history items shown to the LLM (strongest first)
@@ -30,12 +30,12 @@ def _phrases(name: str, folder: Any = None) -> dict[str, str]:
     return out
 
 
-_TAG = re.compile(r"</?item>", re.I)
+ITEM_TAG = re.compile(r"</?item>", re.I)
 
 
 def plain(text: str) -> str:
     """Catalogue or chat text as the fact lines quote it: one line, no `"` to close its quote."""
-    return " ".join(_TAG.sub("", text).replace('"', "'").split())
+    return " ".join(ITEM_TAG.sub("", text).replace('"', "'").split())
 
 
 def _num(x: float) -> str:

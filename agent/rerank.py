@@ -42,6 +42,7 @@ __all__ = [
     "tune_alpha",
 ]
 
+ALPHA_GATE_Z = 1.645  # standard errors a validation gain must clear (one-sided 95%)
 DEFAULT_ALPHA = 0.5  # weight of the LLM score in the fusion until tuned (see docs/rerank_eval.md)
 
 
@@ -185,7 +186,7 @@ def tune_alpha(
     *,
     grid: Sequence[float] | None = None,
     k: int = 10,
-    z: float = 1.645,
+    z: float = ALPHA_GATE_Z,
 ) -> tuple[float, dict[float, float]]:
     """Pick the LLM weight for the fusion from validation users, and keep 0 unless it clearly
     helps: the best alpha is taken only if its per-user NDCG@k gain over alpha = 0 is above
@@ -216,13 +217,18 @@ def tune_alpha(
             ]
         )
     table = {a: float(v.mean()) if len(v) else 0.0 for a, v in per_user.items()}
-    best = max(alphas, key=lambda a: (round(table[a], 12), -a))
+    best = best_alpha(table)
     gain = per_user[best] - per_user[0.0]
     if best != 0.0 and len(gain) > 1:
         stderr = float(gain.std(ddof=1) / np.sqrt(len(gain)))
         if gain.mean() - z * stderr <= 0:
             return 0.0, table
     return best, table
+
+
+def best_alpha(table: Mapping[float, float]) -> float:
+    """The arg-max of a `tune_alpha` table, ties to the smaller alpha (no significance gate)."""
+    return max(table, key=lambda a: (round(table[a], 12), -a))
 
 
 def as_item_map(items: Mapping[str, Item] | Sequence[Item]) -> Mapping[str, Item]:

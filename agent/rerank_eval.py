@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.rerank import UserContext, create_reranker, fuse_scores, order_by, tune_alpha
+from agent.rerank import (
+    ALPHA_GATE_Z,
+    UserContext,
+    best_alpha,
+    create_reranker,
+    fuse_scores,
+    order_by,
+    tune_alpha,
+)
 from retrieval.candidates import Candidate
 
 logger = logging.getLogger(__name__)
@@ -245,6 +253,8 @@ def run_rerank_eval(
     collected: dict[str, dict[str, list[Any]]] = {}
     for phase, hold, phase_users in (("val", 2, val_users), ("test", 1, test_users)):
         split = _Split(data, hold, phase_users, index)
+        for proto in protocols:
+            collected[f"{phase}/{proto}"] = {k: [] for k in ("retr", "llm", "rel", "ids", "target")}
         for u in phase_users:
             ctx = user_context(split.hist[u], titles, max_history=max_history, user_id=u)
             by_proto = {}
@@ -261,21 +271,12 @@ def run_rerank_eval(
             if scored is None:
                 break
             for proto, cands in by_proto.items():
-                rows = collected.setdefault(
-                    f"{phase}/{proto}", {"retr": [], "llm": [], "ids": [], "target": []}
-                )
+                rows = collected[f"{phase}/{proto}"]
                 rows["retr"].append(np.array([c.score for c in cands]))
                 rows["llm"].append(scored[proto])
+                rows["rel"].append(np.array([c.item_id == split.target[u] for c in cands]))
                 rows["ids"].append([c.item_id for c in cands])
                 rows["target"].append(split.target[u])
-        for proto in protocols:
-            rows = collected.setdefault(
-                f"{phase}/{proto}", {"retr": [], "llm": [], "ids": [], "target": []}
-            )
-            rows["rel"] = [
-                np.array([i == t for i in ids])
-                for ids, t in zip(rows["ids"], rows["target"], strict=True)
-            ]
     report: dict[str, Any] = {
         "dataset": "ml-100k",
         "model": model,
@@ -290,9 +291,7 @@ def run_rerank_eval(
         alpha, table = (
             tune_alpha(val["retr"], val["llm"], val["rel"], k=10) if val["retr"] else (0.0, {})
         )
-        argmax = (
-            tune_alpha(val["retr"], val["llm"], val["rel"], k=10, z=0)[0] if val["retr"] else 0.0
-        )
+        argmax = best_alpha(table) if table else 0.0
         methods: dict[str, list[dict[str, float]]] = {
             "retriever": [],
             "llm": [],
@@ -351,7 +350,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"**{proto}** protocol: {res['test_users']} test users, alpha = {res['alpha']} "
             f"tuned on {res['val_users']} validation users (arg-max {res.get('alpha_argmax')}, "
-            "kept only if its validation gain clears 1.645 standard errors).",
+            f"kept only if its validation gain clears {ALPHA_GATE_Z} standard errors).",
             "",
         ]
         metrics = sorted(

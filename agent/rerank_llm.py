@@ -152,7 +152,7 @@ class _LLMReranker:
         alpha: weight of the LLM score in the fusion (tune with `agent.rerank.tune_alpha`).
         time_budget_s: seconds per request; past it the retriever order stands. None = no limit.
         batch_size: sequences per forward pass.
-        max_history: most recent liked/disliked titles put in the prompt.
+        max_history: most recent liked titles put in the prompt (plus `MAX_DISLIKED` disliked).
         max_desc_chars: characters of each candidate's description quoted (0 = none).
         max_tags: tags quoted per candidate (0 = none).
         short_titles: drop a trailing "(1995)" year from titles (6 tokens each with Qwen).

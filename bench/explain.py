@@ -30,13 +30,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from agent.evidence import CoLikes, HistoryEntry, build_evidence  # noqa: E402
+from agent.evidence import CoLikes, build_evidence, history_entries  # noqa: E402
 from agent.explain import Explainer  # noqa: E402
 from retrieval.candidates import CandidateGenerator, NumpyIndex  # noqa: E402
 from retrieval.config import HybridConfig  # noqa: E402
 from retrieval.evaluate import split_leave_last_out  # noqa: E402
 from retrieval.movielens import load_movielens  # noqa: E402
-from retrieval.profiles import History, profile_weights  # noqa: E402
+from retrieval.profiles import History  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     generator = CandidateGenerator(NumpyIndex({"text": (ids, vecs)}), config=HybridConfig()).fit(
         train, ids
     )
-    hc = generator.config
     co = CoLikes(matrix, ids)
     print(
         f"setup {time.perf_counter() - t0:.1f}s: {len(ids)} items, {len(users)} users",
@@ -129,16 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             hist["rating"].astype(float).tolist(),
             hist["timestamp"].astype(int).tolist(),
         )
-        ratings = dict(zip(history.item_ids, history.ratings, strict=True))
-        h_ids, h_weights = profile_weights(
-            history,
-            half_life=hc.content_half_life,
-            like_threshold=hc.content_like_threshold,
-            negative_weight=hc.negative_weight,
-        )
-        entries = [
-            HistoryEntry(i, float(w), ratings.get(i)) for i, w in zip(h_ids, h_weights, strict=True)
-        ]
+        entries = history_entries(history, generator.config)
         for cand in generator.generate(history, n=args.k):
             rank, item_id = cand.rank, cand.item_id
             ev = build_evidence(

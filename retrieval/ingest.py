@@ -107,19 +107,9 @@ class Encoders:
     def image(self) -> Encoder | None:
         return self._resolve("image")
 
-    @image.setter
-    def image(self, value: Encoder | LazyEncoder | None) -> None:
-        self._media["image"] = value
-        self._bridges.pop("image", None)
-
     @property
     def audio(self) -> Encoder | None:
         return self._resolve("audio")
-
-    @audio.setter
-    def audio(self, value: Encoder | LazyEncoder | None) -> None:
-        self._media["audio"] = value
-        self._bridges.pop("audio", None)
 
     def _resolve(self, modality: str) -> Encoder | None:
         enc = self._media[modality]
