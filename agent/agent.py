@@ -147,8 +147,8 @@ class RecommendationAgent:
         """(Re)build everything derived from the catalogue: items, candidate generator, co-likes."""
         import pandas as pd
 
-        from agent.evidence import CoLikes
-        from agent.explain import Explainer
+        from agent.explain.evidence import CoLikes
+        from agent.explain.explainer import Explainer
         from retrieval.candidates import CandidateGenerator
 
         self.items: dict[str, Item] = items_from_store(self.store)
@@ -271,7 +271,7 @@ class RecommendationAgent:
 
     def evidence(self, user_id: str, item_id: str) -> Any:
         """The `Evidence` record behind `item_id` for `user_id`."""
-        from agent.evidence import build_evidence, history_entries, labels_from_metadata
+        from agent.explain.evidence import build_evidence, history_entries, labels_from_metadata
 
         user_id, item_id = str(user_id), str(item_id)
         if item_id not in self.items:
@@ -312,6 +312,15 @@ class RecommendationAgent:
             raise CatalogueError(f"unknown item id '{item_id}'")
         self.users.add_feedback(str(user_id), str(item_id), bool(liked))
 
+    def refresh_after_feedback(self, user_id: str, *, k: int = 10) -> RecommendResult:
+        """The user's list again after feedback, for the request they last made.
+
+        The one place chat ("loved #1") and the UI's like buttons refresh from, so both keep
+        the user's request instead of dropping it.
+        """
+        last = self.last_result(str(user_id))
+        return self.recommend(str(user_id), k=k, query=last.query if last else None)
+
     def chat(
         self, user_id: str, message: str, history: list[Any] | None = None, *, k: int = 5
     ) -> Iterator[str]:
@@ -320,7 +329,7 @@ class RecommendationAgent:
         `history` (earlier turns) is accepted for chat-UI compatibility; the agent keeps its own
         per-user state (last list shown, feedback), which is what "#3" and "why" refer to.
         """
-        from agent.chat import respond
+        from agent.chat.respond import respond
 
         return respond(self, str(user_id), message, k=k)
 
@@ -381,13 +390,13 @@ def _load_interactions(cfg: FusionrecConfig) -> Any | None:
     if not src:
         return None
     if src == "ml-100k":
-        from retrieval.movielens import load_movielens
+        from retrieval.datasets.movielens import load_movielens
 
         return load_movielens().interactions
     if not cfg.data.items:
         raise FusionrecError(
             "[data] interactions is a file; set [data] items to its items file too"
         )
-    from retrieval.movielens import load_user_data
+    from retrieval.datasets.movielens import load_user_data
 
     return load_user_data(src, cfg.data.items).interactions

@@ -66,7 +66,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_catalogue(args: argparse.Namespace) -> int:
-    from retrieval.demo_catalogue import build_demo_catalogue
+    from retrieval.datasets.demo_catalogue import build_demo_catalogue
 
     path = build_demo_catalogue(Path(args.dir).expanduser())
     print(f"demo catalogue: {path}")
@@ -97,7 +97,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from retrieval.evaluate import run_eval
+    from evaluation.retrieval import run_eval
 
     if args.interactions or args.items:
         if not (args.interactions and args.items):
@@ -129,9 +129,9 @@ def cmd_prepare_llm(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Demo catalogue + MovieLens-100K films and users in one store, and a config pointing at it."""
-    from retrieval.demo_catalogue import build_demo_catalogue
+    from retrieval.datasets.demo_catalogue import build_demo_catalogue
+    from retrieval.datasets.movielens import load_movielens_items
     from retrieval.ingest import Encoders, ingest_catalogue, ingest_items
-    from retrieval.movielens import load_movielens_items
     from retrieval.store import VectorStore
 
     root = Path(args.dir).expanduser()

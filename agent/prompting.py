@@ -58,7 +58,7 @@ class Prompt:
         """Fill every field; missing or unexpected names raise PromptError listing the valid ones.
 
         Values are inserted verbatim: escaping untrusted text is the caller's job
-        (see `agent.rerank_llm.quote_item`).
+        (see `agent.rerank.llm.quote_item`).
         """
         given, wanted = set(values), set(self.variables)
         if given != wanted:

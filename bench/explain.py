@@ -30,12 +30,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from agent.evidence import CoLikes, build_evidence, history_entries  # noqa: E402
-from agent.explain import Explainer  # noqa: E402
+from agent.explain.evidence import CoLikes, build_evidence, history_entries  # noqa: E402
+from agent.explain.explainer import Explainer  # noqa: E402
+from evaluation.retrieval import split_leave_last_out  # noqa: E402
 from retrieval.candidates import CandidateGenerator, NumpyIndex  # noqa: E402
 from retrieval.config import HybridConfig  # noqa: E402
-from retrieval.evaluate import split_leave_last_out  # noqa: E402
-from retrieval.movielens import load_movielens  # noqa: E402
+from retrieval.datasets.movielens import load_movielens  # noqa: E402
 from retrieval.profiles import History  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def text_vectors(items: list, *, threads: int) -> np.ndarray:
     """MiniLM vectors of every item's text, `(n, 384)` float32 L2-normalised, cached on disk."""
+    from evaluation.retrieval import text_vectors as cached_text_vectors
     from retrieval.encoders import create_encoder
-    from retrieval.evaluate import text_vectors as cached_text_vectors
 
     return cached_text_vectors(items, create_encoder("minilm", num_threads=threads))
 

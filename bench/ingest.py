@@ -39,7 +39,7 @@ def main() -> int:
 
     from retrieval.catalogue import read_catalogue
     from retrieval.config import EncoderConfig
-    from retrieval.demo_catalogue import build_demo_catalogue
+    from retrieval.datasets.demo_catalogue import build_demo_catalogue
     from retrieval.encoders.audio import YAMNET_SR, load_audio
     from retrieval.encoders.image import load_image
     from retrieval.ingest import Encoders, ingest_items

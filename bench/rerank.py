@@ -32,8 +32,8 @@ import numpy as np
 from agent.llm import load_llm
 from agent.prompting import load_prompt
 from agent.rerank import create_reranker
-from agent.rerank_eval import user_context
-from agent.rerank_llm import LETTERS, history_fields, listing, quote_item
+from agent.rerank.llm import LETTERS, history_fields, listing, quote_item
+from evaluation.rerank import user_context
 from retrieval.candidates import Candidate
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def bench_users(
     n_users: int, n_candidates: int, seed: int, max_history: int
 ) -> tuple[list[Any], dict[str, Any]]:
     """(user context, candidates, held-out id) for `n_users` users; candidates in random order."""
-    from retrieval.movielens import load_movielens
+    from retrieval.datasets.movielens import load_movielens
 
     data = load_movielens()
     items = {it.id: it for it in data.items}

@@ -40,9 +40,9 @@ def pct(xs: list[float]) -> dict[str, float]:
 
 
 def movielens() -> tuple[list[str], np.ndarray, pd.DataFrame]:
+    from evaluation.retrieval import text_vectors
+    from retrieval.datasets.movielens import load_movielens
     from retrieval.encoders import create_encoder
-    from retrieval.evaluate import text_vectors
-    from retrieval.movielens import load_movielens
 
     data = load_movielens()
     vecs = text_vectors(data.items, create_encoder("minilm", num_threads=1))

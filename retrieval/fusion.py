@@ -68,3 +68,19 @@ def reciprocal_rank_fusion(
         for rank, item_id in enumerate(ids, start=1):
             fused[item_id] = fused.get(item_id, 0.0) + w / (k + rank)
     return fused
+
+
+def minmax(scores: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] within one request; a constant vector becomes all 0.5."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size == 0:
+        return s
+    lo, hi = float(np.min(s)), float(np.max(s))
+    return np.full_like(s, 0.5) if hi - lo < 1e-12 else (s - lo) / (hi - lo)
+
+
+def fuse_scores(retriever: np.ndarray, llm: np.ndarray, alpha: float) -> np.ndarray:
+    """`alpha * minmax(llm) + (1 - alpha) * minmax(retriever)`; `(n,)` in, `(n,)` float64 out."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return alpha * minmax(llm) + (1.0 - alpha) * minmax(retriever)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import ui_helpers as ui
 from agent.records import Evidence, Explanation, HistoryLink, Recommendation, RecommendResult
 from retrieval.catalogue import Item, RowError
 from retrieval.errors import FusionrecError
 from retrieval.ingest import IngestReport
+from ui import cards, serving, timers, uploads
 
 
 def _files_under(root: Path) -> set[Path]:
@@ -37,8 +37,8 @@ def _files_under(root: Path) -> set[Path]:
     ],
 )
 def test_bad_upload_names_are_refused(name: str) -> None:
-    with pytest.raises(ui.UploadError):
-        ui.sanitize_filename(name)
+    with pytest.raises(uploads.UploadError):
+        uploads.sanitize_filename(name)
 
 
 @pytest.mark.parametrize(
@@ -52,15 +52,15 @@ def test_bad_upload_names_are_refused(name: str) -> None:
     ],
 )
 def test_upload_names_lose_folders_and_odd_characters(name: str, expected: str) -> None:
-    assert ui.sanitize_filename(name) == expected
+    assert uploads.sanitize_filename(name) == expected
 
 
 def test_traversal_name_is_written_inside_the_upload_dir(tmp_path: Path) -> None:
     src = tmp_path / "incoming.csv"
     src.write_text("id,title\n1,A\n")
     uploads = tmp_path / "a" / "uploads"
-    saved = ui.save_upload(src, uploads, name="../../../../escape.csv")
-    assert saved.name == "escape.csv" and ui.inside(uploads, saved)
+    saved = uploads.save_upload(src, uploads, name="../../../../escape.csv")
+    assert saved.name == "escape.csv" and serving.inside(uploads, saved)
     assert not (tmp_path / "escape.csv").exists()
     assert _files_under(tmp_path) == {src, saved}
 
@@ -69,14 +69,14 @@ def test_oversize_upload_is_refused_before_copying(tmp_path: Path) -> None:
     src = tmp_path / "big.csv"
     src.write_bytes(b"x" * 2048)
     uploads = tmp_path / "uploads"
-    with pytest.raises(ui.UploadError, match="over the"):
-        ui.save_upload(src, uploads, max_bytes=1024)
+    with pytest.raises(uploads.UploadError, match="over the"):
+        uploads.save_upload(src, uploads, max_bytes=1024)
     assert not uploads.exists() or not _files_under(uploads)
 
 
 def test_upload_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ui.UploadError):
-        ui.save_upload(tmp_path, tmp_path / "uploads", name="dir.csv")
+    with pytest.raises(uploads.UploadError):
+        uploads.save_upload(tmp_path, tmp_path / "uploads", name="dir.csv")
 
 
 def _zip(path: Path, members: dict[str, bytes], *, symlink: str | None = None) -> Path:
@@ -96,24 +96,24 @@ def _zip(path: Path, members: dict[str, bytes], *, symlink: str | None = None) -
 def test_zip_slip_members_are_refused(tmp_path: Path, evil: str) -> None:
     archive = _zip(tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n", evil: b"pwned"})
     uploads = tmp_path / "uploads"
-    with pytest.raises(ui.UploadError, match="outside"):
-        ui.save_upload(archive, uploads)
+    with pytest.raises(uploads.UploadError, match="outside"):
+        uploads.save_upload(archive, uploads)
     assert not (tmp_path / "evil.csv").exists()
-    assert all(ui.inside(uploads, p) for p in _files_under(uploads))
+    assert all(serving.inside(uploads, p) for p in _files_under(uploads))
 
 
 def test_zip_symlink_member_is_refused(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n"}, symlink="media/link.png")
-    with pytest.raises(ui.UploadError, match="outside"):
-        ui.save_upload(archive, tmp_path / "uploads")
+    with pytest.raises(uploads.UploadError, match="outside"):
+        uploads.save_upload(archive, tmp_path / "uploads")
 
 
 def test_zip_bomb_is_refused(tmp_path: Path) -> None:
     archive = _zip(
         tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n", "pad.bin": b"\0" * 100_000}
     )
-    with pytest.raises(ui.UploadError, match="more than"):
-        ui.extract_zip(archive, tmp_path / "out", max_total=10_000)
+    with pytest.raises(uploads.UploadError, match="more than"):
+        uploads.extract_zip(archive, tmp_path / "out", max_total=10_000)
 
 
 def test_zip_with_catalogue_and_media_unpacks_inside(tmp_path: Path) -> None:
@@ -122,34 +122,34 @@ def test_zip_with_catalogue_and_media_unpacks_inside(tmp_path: Path) -> None:
         {"shop/items.jsonl": b'{"id": "1", "title": "A"}\n', "shop/media/a.png": b"\x89PNG"},
     )
     uploads = tmp_path / "uploads"
-    catalogue = ui.save_upload(archive, uploads)
-    assert catalogue.name == "items.jsonl" and ui.inside(uploads, catalogue)
+    catalogue = uploads.save_upload(archive, uploads)
+    assert catalogue.name == "items.jsonl" and serving.inside(uploads, catalogue)
     assert (catalogue.parent / "media" / "a.png").is_file()
     assert not list(uploads.rglob("*.zip"))  # the archive itself is not kept
 
 
 def test_zip_without_exactly_one_catalogue_is_refused(tmp_path: Path) -> None:
     archive = _zip(tmp_path / "in.zip", {"a.csv": b"id,title\n", "b.jsonl": b""})
-    with pytest.raises(ui.UploadError, match="exactly one"):
-        ui.save_upload(archive, tmp_path / "uploads")
-    with pytest.raises(ui.UploadError, match="not a readable zip"):
+    with pytest.raises(uploads.UploadError, match="exactly one"):
+        uploads.save_upload(archive, tmp_path / "uploads")
+    with pytest.raises(uploads.UploadError, match="not a readable zip"):
         (tmp_path / "fake.zip").write_bytes(b"not a zip")
-        ui.save_upload(tmp_path / "fake.zip", tmp_path / "uploads")
+        uploads.save_upload(tmp_path / "fake.zip", tmp_path / "uploads")
 
 
 # ---- binding -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]"])
 def test_loopback_hosts_need_nothing(host: str) -> None:
-    ui.check_bind(host, allow_remote=False, has_auth=False)
+    serving.check_bind(host, allow_remote=False, has_auth=False)
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.org"])
 def test_remote_hosts_need_allow_remote_and_a_login(host: str) -> None:
     with pytest.raises(FusionrecError, match="--allow-remote"):
-        ui.check_bind(host, allow_remote=False, has_auth=True)
+        serving.check_bind(host, allow_remote=False, has_auth=True)
     with pytest.raises(FusionrecError, match="login"):
-        ui.check_bind(host, allow_remote=True, has_auth=False)
-    ui.check_bind(host, allow_remote=True, has_auth=True)
+        serving.check_bind(host, allow_remote=True, has_auth=False)
+    serving.check_bind(host, allow_remote=True, has_auth=True)
 
 
 def test_main_refuses_remote_bind_before_loading_anything(
@@ -193,13 +193,13 @@ def test_importing_app_loads_no_models() -> None:
 
 @pytest.mark.parametrize(("text", "ok"), [("42", "42"), ("  new user ", "new user")])
 def test_user_ids_are_cleaned(text: str, ok: str) -> None:
-    assert ui.clean_user_id(text) == ok
+    assert serving.clean_user_id(text) == ok
 
 
 @pytest.mark.parametrize("text", ["", "   ", None, "x" * 65, "bad\nid"])
 def test_bad_user_ids_are_refused(text: str | None) -> None:
     with pytest.raises(FusionrecError):
-        ui.clean_user_id(text)
+        serving.clean_user_id(text)
 
 
 # ---- media, cards, evidence --------------------------------------------------------------------
@@ -211,12 +211,12 @@ def test_only_listed_local_media_files_are_served(tmp_path: Path) -> None:
         Item("2", "B", image="https://example.org/b.png"),
         Item("3", "C", image="/etc/passwd"),
     ]
-    allowed = set(ui.media_files(items))
+    allowed = set(serving.media_files(items))
     assert allowed == {str(img.resolve())}
-    assert ui.servable(str(img), allowed) == str(img.resolve())
-    assert ui.servable("/etc/passwd", allowed) is None
-    assert ui.servable("https://example.org/b.png", allowed) is None  # offline: never fetched
-    assert ui.media_files(items, under=tmp_path / "elsewhere") == []
+    assert serving.servable(str(img), allowed) == str(img.resolve())
+    assert serving.servable("/etc/passwd", allowed) is None
+    assert serving.servable("https://example.org/b.png", allowed) is None  # offline: never fetched
+    assert serving.media_files(items, under=tmp_path / "elsewhere") == []
 
 
 def _rec(rank: int = 1, llm: float | None = None) -> Recommendation:
@@ -227,21 +227,21 @@ def _rec(rank: int = 1, llm: float | None = None) -> Recommendation:
 
 
 def test_card_shows_rank_title_tags_and_scores_escaped() -> None:
-    text = ui.card_markdown(_rec(3, llm=0.91))
+    text = cards.card_markdown(_rec(3, llm=0.91))
     assert text.startswith("**#3 Toy \\*Story\\* (1995)**")
     assert "Animation, Children's, Comedy, a, b" in text and ", c" not in text
     assert "score 0.812" in text and "LLM 0.91" in text
-    assert "LLM" not in ui.card_markdown(_rec())
+    assert "LLM" not in cards.card_markdown(_rec())
 
 
 def test_result_header_says_how_the_list_was_made() -> None:
     result = RecommendResult(
         "7", [_rec()], reranked=False, note="LLM over its 15 s budget", query="calm"
     )
-    text = ui.result_header(result, "7")
+    text = cards.result_header(result, "7")
     assert "Top 1 for user **7**" in text and "“calm”" in text and "retriever order" in text
     assert "15 s budget" in text
-    assert "ask in the chat" in ui.result_header(None, "7")
+    assert "ask in the chat" in cards.result_header(None, "7")
 
 
 def _explanation(**kw: object) -> Explanation:
@@ -265,7 +265,7 @@ def _explanation(**kw: object) -> Explanation:
 
 
 def test_evidence_lists_history_contributions_colikes_tags_and_path() -> None:
-    text = ui.evidence_markdown(_explanation(path="llm"))
+    text = cards.evidence_markdown(_explanation(path="llm"))
     assert "**Explanation path:** llm" in text
     lines = text.splitlines()
     table = [ln for ln in lines if ln.startswith("|")]
@@ -280,7 +280,7 @@ def test_evidence_lists_history_contributions_colikes_tags_and_path() -> None:
 
 
 def test_evidence_says_when_the_template_was_used_and_why() -> None:
-    text = ui.evidence_markdown(
+    text = cards.evidence_markdown(
         _explanation(
             path="template",
             rejected="Toy Story won 3 Oscars.",
@@ -288,13 +288,13 @@ def test_evidence_says_when_the_template_was_used_and_why() -> None:
         )
     )
     assert "template" in text and "LLM text rejected: names a number" in text
-    text = ui.evidence_markdown(_explanation(path="template", reason="no LLM configured"))
+    text = cards.evidence_markdown(_explanation(path="template", reason="no LLM configured"))
     assert "LLM not used: no LLM configured" in text
 
 
 def test_cold_start_evidence_says_so() -> None:
     exp = Explanation(text="Popular.", evidence=Evidence(item_id="x", title="X"), path="template")
-    assert "cold start" in ui.evidence_markdown(exp)
+    assert "cold start" in cards.evidence_markdown(exp)
 
 
 def test_ingest_report_rows_and_summary() -> None:
@@ -305,13 +305,13 @@ def test_ingest_report_rows_and_summary() -> None:
             RowError(None, "id", "missing id", 9),
         ],
     )
-    assert ui.report_rows(report) == [
+    assert uploads.report_rows(report) == [
         [4, "7", "image", "cannot decode image"],
         [9, "", "id", "missing id"],
     ]
-    assert "added 3" in ui.report_markdown(
+    assert "added 3" in uploads.report_markdown(
         report, "items.csv"
-    ) and "2 problem row(s)" in ui.report_markdown(report, "items.csv")
+    ) and "2 problem row(s)" in uploads.report_markdown(report, "items.csv")
 
 
 def test_with_ticks_reports_silence_and_passes_items_and_errors() -> None:
@@ -322,16 +322,16 @@ def test_with_ticks_reports_silence_and_passes_items_and_errors() -> None:
         time.sleep(0.35)
         yield "b"
 
-    got = list(ui.with_ticks(slow(), every=0.1))
+    got = list(timers.with_ticks(slow(), every=0.1))
     items = [g for g, _ in got if g is not None]
     assert items == ["a", "b"] and any(g is None for g, _ in got)
-    assert "working… 12 s" in ui.working("Here:", 12) and "loads the language model" in ui.working(
-        "", 12
-    )
+    assert "working… 12 s" in timers.working(
+        "Here:", 12
+    ) and "loads the language model" in timers.working("", 12)
 
     def broken():  # type: ignore[no-untyped-def]
         yield "x"
         raise FusionrecError("boom")
 
     with pytest.raises(FusionrecError, match="boom"):
-        list(ui.with_ticks(broken(), every=0.1))
+        list(timers.with_ticks(broken(), every=0.1))

@@ -135,6 +135,17 @@ def test_chat_routes_recommend_explain_feedback(agent: RecommendationAgent) -> N
     assert len(agent.users.get("u8").last_shown) == 7
 
 
+def test_chat_feedback_keeps_the_request(agent: RecommendationAgent) -> None:
+    """'loved #1' refreshes the list for the request the user made, as the UI's like does."""
+    list(agent.chat("u9", "something with ghosts and a haunted house"))
+    first = agent.users.get("u9").last_shown
+    list(agent.chat("u9", "loved #1"))
+    last = agent.last_result("u9")
+    assert last is not None and last.query == "something with ghosts and a haunted house"
+    assert first[0] not in [r.item.id for r in last.items]  # liked, so now seen
+    assert all(_genre(agent, r.item.id) == "horror" for r in last.items[:3])
+
+
 def test_explain_cites_the_history_item_that_drove_it(agent: RecommendationAgent) -> None:
     rec = agent.recommend("u1", k=1).items[0]
     exp = agent.explain("u1", rec.item.id)

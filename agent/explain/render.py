@@ -1,0 +1,257 @@
+"""Evidence as text: the fact lines the LLM sees and the deterministic template explanation.
+
+Both are filled from `prompts/explain_facts.txt` and `prompts/explain_template.txt` (one
+`key: text` phrase per line), so no user-facing wording lives in Python. Numbers are printed
+the same way in both, which is what lets the faithfulness check accept the template's numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agent.explain.evidence import MIN_MODALITY_SHARE, supported_modalities
+from agent.prompting import load_prompt
+from agent.records import Evidence, HistoryLink
+
+__all__ = ["ITEM_TAG", "EvidenceRenderer", "plain"]
+
+MAX_SENTENCES = 3  # explanations are 1-3 sentences
+MAX_HISTORY_LINES = 3  # positive history items shown to the LLM (strongest first)
+
+
+def _phrases(name: str, folder: Any = None) -> dict[str, str]:
+    """`key: text` lines of a checked template file in prompts/."""
+    out: dict[str, str] = {}
+    for line in load_prompt(name, folder=folder).template.splitlines():
+        key, sep, text = line.partition(":")
+        if sep and key.strip().isidentifier():
+            out[key.strip()] = text.strip()
+    return out
+
+
+ITEM_TAG = re.compile(r"</?item>", re.I)
+
+
+def plain(text: str) -> str:
+    """Catalogue or chat text as the fact lines quote it: one line, no `"` to close its quote."""
+    return " ".join(ITEM_TAG.sub("", text).replace('"', "'").split())
+
+
+def _num(x: float) -> str:
+    """Scores and cosines as the evidence prints them (two decimals)."""
+    return f"{x:.2f}"
+
+
+def _rating(x: float) -> str:
+    return f"{x:g}"
+
+
+LIKED_MIN_RATING = 4.0  # history items rated below this are never cited as a reason to like
+
+
+def _citable(link: HistoryLink) -> bool:
+    """A positive link from an item the user liked (or gave no rating)."""
+    return link.contribution > 0 and (link.rating is None or link.rating >= LIKED_MIN_RATING)
+
+
+class EvidenceRenderer:
+    """Renders `Evidence` as fact lines and as the template explanation.
+
+    Args:
+        min_share: share of the content score a modality needs before it may be credited.
+        prompts_folder: where the phrase files live (None = the packaged prompts/).
+    """
+
+    def __init__(
+        self, *, min_share: float = MIN_MODALITY_SHARE, prompts_folder: Any = None
+    ) -> None:
+        self.min_share = min_share
+        self._facts = _phrases("explain_facts", prompts_folder)
+        self._tpl = _phrases("explain_template", prompts_folder)
+
+    def _modality(self, m: str) -> str:
+        return self._facts.get(f"modality_{m}", m)
+
+    def _lead_links(self, ev: Evidence) -> list[HistoryLink]:
+        """Strongest positive link per liked history item (distinct items, best first).
+
+        An item the user rated low may still pull a profile its way, but citing it as a
+        reason ("because you rated it 2") reads as nonsense, so only liked items lead.
+        """
+        seen: set[str] = set()
+        out: list[HistoryLink] = []
+        for link in ev.history:  # sorted by |contribution|
+            if _citable(link) and link.item_id not in seen and link.item_id != ev.item_id:
+                seen.add(link.item_id)
+                out.append(link)
+        return out
+
+    @staticmethod
+    def _best_link(ev: Evidence, modality: str) -> HistoryLink | None:
+        """The history item that pulls `ev` up most in `modality`, if any does."""
+        return next(
+            (
+                lk
+                for lk in ev.history
+                if lk.modality == modality and _citable(lk) and lk.item_id != ev.item_id
+            ),
+            None,
+        )
+
+    def _negative_links(self, ev: Evidence) -> list[HistoryLink]:
+        seen: set[str] = set()
+        out: list[HistoryLink] = []
+        for link in ev.history:
+            if link.contribution < 0 and link.item_id not in seen and link.item_id != ev.item_id:
+                seen.add(link.item_id)
+                out.append(link)
+        return out
+
+    def render_evidence(self, ev: Evidence, *, status: bool = True) -> str:
+        """The evidence lines: the only source of citable numbers. The LLM sees them without the
+        status line (`status=False`): a small model given "recommended at position #4" copies
+        that and explains nothing."""
+        f = self._facts
+        lines: list[str] = []
+        for link in self._lead_links(ev)[:MAX_HISTORY_LINES] + self._negative_links(ev)[:1]:
+            mod, cos = self._modality(link.modality), _num(link.cosine)
+            if link.contribution < 0 and link.cosine < 0:
+                lines.append(
+                    f["unlike_liked"].format(title=plain(link.title), modality=mod, cosine=cos)
+                )
+            elif link.contribution < 0:
+                key = "similar_disliked_rated" if link.rating is not None else "similar_disliked"
+                lines.append(
+                    f[key].format(
+                        title=plain(link.title),
+                        modality=mod,
+                        cosine=cos,
+                        rating=_rating(link.rating or 0),
+                    )
+                )
+            elif link.rating is not None:
+                lines.append(
+                    f["similar_rated"].format(
+                        title=plain(link.title),
+                        rating=_rating(link.rating),
+                        modality=mod,
+                        cosine=cos,
+                    )
+                )
+            else:
+                lines.append(
+                    f["similar_liked"].format(title=plain(link.title), modality=mod, cosine=cos)
+                )
+        if ev.history:
+            lines.append(f["content"].format(score=_num(ev.content_score)))
+            if len(ev.modality_scores) > 1:
+                for m, s in ev.modality_scores.items():
+                    lines.append(f["modality"].format(modality=self._modality(m), score=_num(s)))
+        for m in sorted(supported_modalities(ev, min_share=self.min_share) - {"text"}):
+            link = self._best_link(ev, m)
+            if link is not None:
+                lines.append(
+                    f["media_link"].format(modality=self._modality(m), title=plain(link.title))
+                )
+        for _, title, n in ev.co_liked:
+            lines.append(
+                f["co_liked_one" if n == 1 else "co_liked"].format(count=n, title=plain(title))
+            )
+        if not ev.co_liked:
+            lines.append(f["no_co_liked"])
+        if ev.matched_tags:
+            lines.append(f["matched_tags"].format(tags=plain(", ".join(ev.matched_tags))))
+        if ev.item_tags:
+            lines.append(f["item_tags"].format(tags=plain(", ".join(ev.item_tags))))
+        for m, labels in ev.labels.items():
+            lines.append(
+                f["labels"].format(modality=self._modality(m), labels=plain(", ".join(labels)))
+            )
+        if ev.disliked_tags:
+            lines.append(f["disliked_tags"].format(tags=plain(", ".join(ev.disliked_tags))))
+        if ev.request:
+            score = _num(ev.request_score) if ev.request_score is not None else "unknown"
+            lines.append(f["request"].format(request=plain(ev.request), score=score))
+        if ev.retriever_score is not None:
+            lines.append(f["retriever"].format(score=_num(ev.retriever_score)))
+        if ev.llm_score is not None:
+            lines.append(f["llm"].format(score=_num(ev.llm_score)))
+        if status:
+            lines.insert(
+                0, f["recommended"].format(rank=ev.rank) if ev.rank else f["not_recommended"]
+            )
+        return "\n".join(lines)
+
+    def template(self, ev: Evidence) -> str:
+        """The deterministic explanation built from `ev` alone (always passes the check)."""
+        t = self._tpl
+        supported = supported_modalities(ev, min_share=self.min_share)
+        leads = self._lead_links(ev)
+        join = f" {t.get('joiner', 'and')} "
+        sentences: list[str] = []
+        if not ev.rank:
+            sentences.append(t["not_lead"].format(title=ev.title))
+            neg = self._negative_links(ev)
+            if ev.disliked_tags:
+                sentences.append(
+                    t["not_disliked_tags"].format(tags=join.join(ev.disliked_tags[:2]))
+                )
+            elif neg and neg[0].cosine >= 0:
+                key = (
+                    "not_disliked_item"
+                    if neg[0].rating is not None
+                    else "not_disliked_item_unrated"
+                )
+                sentences.append(
+                    t[key].format(title=neg[0].title, rating=_rating(neg[0].rating or 0))
+                )
+            elif ev.history:
+                sentences.append(t["not_content"].format(score=_num(ev.content_score)))
+            else:
+                sentences.append(t["not_no_history"])
+            if ev.request and ev.request_score is not None:
+                sentences.append(
+                    t["not_request"].format(request=ev.request, score=_num(ev.request_score))
+                )
+            elif not ev.co_liked:
+                sentences.append(t["not_co_liked"])
+            return " ".join(sentences[:MAX_SENTENCES])
+        if leads:
+            a = leads[0]
+            b = next((lk for lk in leads[1:] if lk.title != a.title), None)
+            if a.rating is not None:
+                sentences.append(t["lead_rated"].format(title=a.title, rating=_rating(a.rating)))
+            elif b is not None:
+                sentences.append(t["lead_two"].format(title=a.title, title2=b.title))
+            else:
+                sentences.append(t["lead_liked"].format(title=a.title))
+        elif ev.request and ev.request_score is not None:
+            sentences.append(
+                t["lead_request"].format(request=ev.request, score=_num(ev.request_score))
+            )
+        elif ev.retriever_score is not None:
+            sentences.append(t["lead_scores"].format(score=_num(ev.retriever_score)))
+        else:
+            sentences.append(t["lead_popular"])
+        extras: list[str] = []
+        if ev.request and ev.request_score is not None and leads:
+            extras.append(t["request"].format(request=ev.request, score=_num(ev.request_score)))
+        for m in ("image", "audio"):
+            link = self._best_link(ev, m)
+            if m not in supported or link is None:
+                continue
+            label = next((lb for lb in ev.labels.get("audio", []) if lb in ev.matched_tags), None)
+            if m == "audio" and label:
+                extras.append(t["audio_label"].format(label=label))
+            else:
+                extras.append(t[m].format(title=link.title))
+        if ev.co_liked:
+            _, title, n = ev.co_liked[0]
+            extras.append(t["co_liked_one" if n == 1 else "co_liked"].format(count=n, title=title))
+        genre_tags = [g for g in ev.matched_tags if not any(g in lb for lb in ev.labels.values())]
+        if genre_tags:
+            extras.append(t["tags"].format(tags=join.join(genre_tags[:2])))
+        return " ".join((sentences + extras)[:MAX_SENTENCES])
+
+    # ---- checking --------------------------------------------------------------------------

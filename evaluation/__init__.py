@@ -1,0 +1,1 @@
+"""Every protocol behind `fusionrec eval`: retrieval (leave-last-out), re-rank, conversations."""

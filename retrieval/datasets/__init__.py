@@ -1,0 +1,1 @@
+"""Dataset readers and demo catalogue builders (MovieLens, ReDial, demo media)."""

@@ -1,0 +1,121 @@
+"""Card, result header and evidence panel text (Markdown with every catalogue string escaped)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+CSS = """
+.fr-card {border: 1px solid var(--border-color-primary); border-radius: 10px;
+          padding: 8px !important;}
+.fr-card img {object-fit: cover;}
+.fr-card .fr-buttons button {min-width: 0; padding: 2px 6px;}
+#fr-why {border: 2px solid var(--color-accent); border-radius: 10px;}
+"""  # the app's few style rules: card frames, compact buttons, a highlighted Why panel
+
+
+# ---- cards and evidence ------------------------------------------------------------------------
+def _md(text: Any) -> str:
+    """Escape markdown control characters in catalogue text (titles can hold `*` or `_`)."""
+    return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", str(text))
+
+
+def card_markdown(rec: Any, *, max_tags: int = 5) -> str:
+    """Title, tags and scores of one Recommendation, as the card's text."""
+    tags = ", ".join(_md(t) for t in rec.item.tags[:max_tags])
+    scores = f"score {rec.score:.3f}"
+    if rec.llm_score is not None:
+        scores += f" · LLM {rec.llm_score:.2f}"
+    lines = [f"**#{rec.rank} {_md(rec.item.title)}**"]
+    if tags:
+        lines.append(f"<small>{tags}</small>")
+    lines.append(f"<small>{scores}</small>")
+    return "\n\n".join(lines)
+
+
+def result_header(result: Any | None, user_id: str) -> str:
+    """Line above the cards: whose list, for what request, and whether the LLM re-ranked it."""
+    if result is None or not result.items:
+        return f"No recommendations yet for user **{_md(user_id)}**: ask in the chat."
+    text = f"Top {len(result.items)} for user **{_md(user_id)}**"
+    if result.query:
+        text += f" — “{_md(result.query)}”"
+    text += " · re-ranked by the LLM" if result.reranked else " · retriever order"
+    if result.note:
+        text += f"\n\n_{_md(result.note)}_"
+    return text
+
+
+def evidence_markdown(exp: Any, *, max_rows: int = 8) -> str:
+    """The evidence behind an Explanation: history links, modalities, co-likes, tags, path."""
+    ev = exp.evidence
+    path = (
+        "written by the LLM and checked against this evidence"
+        if exp.path == "llm"
+        else "deterministic template (no LLM text used)"
+    )
+    out = [f"**Explanation path:** {exp.path} — {path}"]
+    if exp.path != "llm" and exp.reason:
+        label = "LLM text rejected" if exp.rejected else "LLM not used"
+        out.append(f"<small>{label}: {_md(exp.reason)}</small>")
+    if ev.rank is not None:
+        out.append(
+            f"**Rank** #{ev.rank}"
+            + (f" · retriever {ev.retriever_score:.3f}" if ev.retriever_score is not None else "")
+            + (f" · LLM {ev.llm_score:.2f}" if ev.llm_score is not None else "")
+        )
+    if ev.history:
+        rows = [
+            "**Your history that drove it** (per modality; contributions sum to the content score)",
+            "",
+            "| history item | modality | cosine | contribution | your rating |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for link in sorted(ev.history, key=lambda h: -h.contribution)[:max_rows]:
+            rating = "" if link.rating is None else f"{link.rating:g}"
+            rows.append(
+                f"| {_md(link.title)} | {link.modality} | {link.cosine:.3f} | "
+                f"{link.contribution:+.4f} | {rating} |"
+            )
+        if len(ev.history) > max_rows:
+            rows.append(f"| _and {len(ev.history) - max_rows} more_ | | | | |")
+        out.append("\n".join(rows))
+    if ev.modality_scores:
+        mods = ", ".join(
+            f"{m} {s:+.3f}" for m, s in sorted(ev.modality_scores.items(), key=lambda kv: -kv[1])
+        )
+        out.append(f"**Modality scores:** {mods} (content score {ev.content_score:+.3f})")
+    if ev.co_liked:
+        co = "; ".join(
+            f"{_md(title)} ({n} user{'s' if n != 1 else ''})" for _, title, n in ev.co_liked[:5]
+        )
+        out.append(f"**Liked together with:** {co}")
+    if ev.matched_tags:
+        out.append(f"**Matched tags:** {', '.join(_md(t) for t in ev.matched_tags)}")
+    if ev.request:
+        score = f" (similarity {ev.request_score:.3f})" if ev.request_score is not None else ""
+        out.append(f"**Your request:** “{_md(ev.request)}”{score}")
+    if ev.disliked_tags:
+        out.append(f"**Tags you tend to dislike:** {', '.join(_md(t) for t in ev.disliked_tags)}")
+    if not (ev.history or ev.co_liked or ev.matched_tags or ev.request):
+        out.append("_No personal evidence yet (cold start): popularity or your request placed it._")
+    return "\n\n".join(out)
+
+
+def explain_with_evidence(
+    agent: Any, user_id: str, item_id: str
+) -> Iterator[tuple[str, Any | None]]:
+    """Stream `(text so far, None)` from `explain_stream`, then `(final text, Explanation)`."""
+    gen = agent.explain_stream(user_id, item_id)
+    while True:
+        try:
+            text = next(gen)
+        except StopIteration as stop:
+            exp = stop.value
+            yield exp.text, exp
+            return
+        yield text, None
