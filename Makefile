@@ -13,7 +13,7 @@ DEMO_DIR ?= $(HOME)/.fusionrec/demo
 
 .PHONY: setup setup-system setup-llm test test-slow screenshots demo eval lint clean
 
-setup: $(VENV)/.installed  ## Python environment with every dependency (torch from local disk)
+setup: $(VENV)/.installed $(VENV)/.llamacpp  ## Python environment with every dependency (torch from local disk)
 
 $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,13 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# llama.cpp compiled for THIS CPU (GGML_NATIVE); measured 4-18 min on 2 cores (docs/llm_backends.md).
+# --no-cache-dir: a natively built wheel must not be reused on another CPU.
+$(VENV)/.llamacpp: requirements-llamacpp.txt $(VENV)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" $(BIN)/pip install -q --no-cache-dir \
+	  --no-binary llama-cpp-python -r requirements-llamacpp.txt
 	touch $@
 
 setup-system:  ## Debian packages the tests use: espeak-ng/sox (speech clips), chromium (browser test)

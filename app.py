@@ -62,7 +62,8 @@ def build_demo(
         agent: the recommendation agent every event calls.
         upload_dir: the only folder catalogue uploads are written to.
         media: local media files the cards may show (also gradio's `allowed_paths`);
-            None = the catalogue's current files.
+            None = `ui.serving.allowed_media` (files inside their catalogue's folder or
+            the upload folder; never a path a row names elsewhere).
         max_upload_bytes: size limit for one uploaded file (default 50 MB).
     """
     import gradio as gr
@@ -72,9 +73,14 @@ def build_demo(
     from ui import cards, serving, timers, uploads
 
     upload_dir = Path(upload_dir).expanduser()
-    allowed = media if media is not None else set(serving.media_files(agent.items.values()))
+    allowed = media if media is not None else serving.allowed_media(agent, upload_dir=upload_dir)
     limit = max_upload_bytes or uploads.MAX_UPLOAD_BYTES
     users = agent.users.user_ids()
+    from retrieval.datasets.media.personas import persona_labels
+
+    cfg = getattr(agent, "config", None)  # demo personas first, labelled as such in the picker
+    personas = persona_labels(cfg.data.items if cfg is not None else None)
+    users = [*(u for u in personas if u in users), *(u for u in users if u not in personas)]
     n_out = 2 + MAX_CARDS * SLOT_OUTPUTS  # shown ids, header, then the slots
 
     def card_updates(user_id: str, result: Any | None) -> list[Any]:
@@ -219,7 +225,7 @@ def build_demo(
         )
         with gr.Row(equal_height=True):
             user = gr.Dropdown(
-                choices=users,
+                choices=[(personas.get(u, u), u) for u in users],
                 value=users[0] if users else None,
                 allow_custom_value=True,
                 filterable=True,
@@ -340,6 +346,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--upload-dir", help="where uploaded catalogues go (default: <store>/../uploads)"
     )
     p.add_argument(
+        "--media-dir",
+        action="append",
+        default=[],
+        help="a folder whose image/audio files the cards may show, whatever catalogue names "
+        "them (repeatable; each item's own catalogue folder and the upload folder always are)",
+    )
+    p.add_argument(
         "--concurrency", type=int, default=4, help="requests one event handles at a time"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -367,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         upload_dir = Path(
             args.upload_dir or agent.config.store_path().parent / "uploads"
         ).expanduser()
-        media = set(serving.media_files(agent.items.values()))
+        media = serving.allowed_media(agent, upload_dir=upload_dir, media_dirs=args.media_dir)
         demo = build_demo(agent, upload_dir=upload_dir, media=media)
     except FusionrecError as e:
         print(f"app.py: error: {e}", file=sys.stderr)

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.records import Explanation, Recommendation, RecommendResult
+from agent.llm.base import LLM
+from agent.records import Evidence, Explanation, Recommendation, RecommendResult
+from agent.rerank.base import Reranker
+from agent.streams import drain
 from agent.users import Interaction, UserStore
 from retrieval.catalogue import Item
 from retrieval.config import FusionrecConfig
@@ -23,43 +26,6 @@ logger = logging.getLogger(__name__)
 
 CONTENT_SPACES = ("text", "image", "audio")
 ALL_SPACES = ("text", "image", "audio", "image-text", "audio-text")
-
-
-class _LazyLLM:
-    """The configured LLM, loaded on first use and shared by the re-ranker and the explainer.
-
-    `generate`/`stream` are real methods so capability checks (`hasattr`) never load the
-    model; any other attribute (tokenizer, scoring helpers) loads it and is forwarded.
-    """
-
-    def __init__(self, cfg: Any, cache_dir: Path) -> None:
-        self._cfg, self._cache, self._llm, self._lock = cfg, cache_dir, None, threading.Lock()
-
-    def get(self) -> Any:
-        with self._lock:
-            if self._llm is None:
-                from agent.llm import load_llm
-
-                self._llm = load_llm(
-                    self._cfg.model,
-                    backend=self._cfg.backend,
-                    device=self._cfg.device,
-                    quantization=self._cfg.quantization,
-                    cache_dir=self._cache,
-                    num_threads=self._cfg.num_threads,
-                )
-            return self._llm
-
-    def generate(self, prompt: str, **kw: Any) -> str:
-        return self.get().generate(prompt, **kw)
-
-    def stream(self, prompt: str, **kw: Any) -> Iterator[str]:
-        return self.get().stream(prompt, **kw)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.get(), name)
 
 
 class RecommendationAgent:
@@ -76,9 +42,10 @@ class RecommendationAgent:
         store: VectorStore,
         encoders: Encoders,
         users: UserStore,
-        reranker: Any,
-        llm: Any | None = None,
+        reranker: Reranker,
+        llm: LLM | None = None,
         interactions: Any | None = None,
+        chat_reranker: Reranker | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -90,6 +57,11 @@ class RecommendationAgent:
         self._lock = threading.RLock()
         self._last: dict[str, RecommendResult] = {}
         self._last_candidates: dict[str, dict[str, Any]] = {}
+        # chat: one conversation state per user session (agent/chat/state.py), the re-ranker
+        # conditioned on it, and the title linker (built on first use, per catalogue)
+        self.chat_reranker = chat_reranker
+        self._conversations: dict[str, Any] = {}
+        self._linker: Any | None = None
         self._refresh()
 
     # ---- construction ------------------------------------------------------------------------
@@ -112,13 +84,14 @@ class RecommendationAgent:
                 Interaction(str(r.user_id), str(r.item_id), float(r.rating), float(r.timestamp))
                 for r in interactions.itertuples(index=False)
             )
+        from agent.llm import lazy_llm
         from agent.rerank import create_reranker
 
         # one lazily loaded LLM for re-ranking, explanations and chat (none with reranker =
         # "identity" or model = "none"); with alpha = 0 it takes no part in ranking, so the
         # re-ranker is the identity and no 15 s are spent for nothing
         use_llm = cfg.llm.reranker != "identity" and cfg.llm.model != "none"
-        llm = _LazyLLM(cfg.llm, cfg.model_cache()) if use_llm else None
+        llm = lazy_llm(cfg.llm, cfg.model_cache()) if use_llm else None
         if llm is None or cfg.llm.alpha == 0:
             reranker = create_reranker("identity")
         else:
@@ -133,6 +106,15 @@ class RecommendationAgent:
                 max_tags=cfg.llm.max_tags,
                 short_titles=cfg.llm.short_titles,
             )
+        chat_reranker = None
+        if llm is not None and cfg.llm.chat_alpha > 0:
+            chat_reranker = create_reranker(
+                "llm-conversation",
+                llm=llm,
+                alpha=cfg.llm.chat_alpha,
+                time_budget_s=cfg.llm.time_budget_s,
+                batch_size=cfg.llm.batch_size,
+            )
         return cls(
             config=cfg,
             store=store,
@@ -141,6 +123,7 @@ class RecommendationAgent:
             reranker=reranker,
             llm=llm,
             interactions=interactions,
+            chat_reranker=chat_reranker,
         )
 
     def _refresh(self) -> None:
@@ -150,6 +133,8 @@ class RecommendationAgent:
         from agent.explain.evidence import CoLikes
         from agent.explain.explainer import Explainer
         from retrieval.candidates import CandidateGenerator
+        from retrieval.fusion import space_weights
+        from retrieval.interactions import user_item_matrix
 
         self.items: dict[str, Item] = items_from_store(self.store)
         ids = sorted(self.items)
@@ -160,11 +145,7 @@ class RecommendationAgent:
         )
         spaces = tuple(s for s in CONTENT_SPACES if self.store.count(s) > 0)
         hybrid = self.config.hybrid
-        weights = dict(hybrid.weights)
-        for s in spaces:  # image/audio profiles weigh relative to text as [fusion] says
-            weights.setdefault(
-                f"content-{s}", getattr(self.config.fusion, s) * weights.get("content-text", 0.1)
-            )
+        weights = space_weights(hybrid.weights, dataclasses.asdict(self.config.fusion), spaces)
         hybrid = dataclasses.replace(hybrid, weights=weights)
         self.generator = CandidateGenerator(
             self.store,
@@ -175,29 +156,28 @@ class RecommendationAgent:
             ),
             text_encoder=self.encoders.text,
         ).fit(base, ids)
-        self._user_rows = {u: n for n, u in enumerate(pd.unique(base["user_id"]))}
-        self._item_cols = {i: n for n, i in enumerate(ids)}
-        rows = base["user_id"].map(self._user_rows).to_numpy()
-        cols = base["item_id"].map(self._item_cols)
-        ok = cols.notna().to_numpy()
-        from scipy import sparse
-
-        matrix = sparse.csr_matrix(
-            (base["rating"].to_numpy(np.float32)[ok], (rows[ok], cols[ok].to_numpy(np.int64))),
-            shape=(len(self._user_rows), len(ids)),
-        )
-        self.co_likes = CoLikes(matrix, ids)
+        ratings = user_item_matrix(base, ids)
+        self._user_rows = ratings.user_rows
+        self.co_likes = CoLikes(ratings.matrix, ids)
         self.explainer = Explainer(self.llm if self.config.llm.explain else None, items=self.items)
+        self._linker = None  # titles changed: the chat's title linker is rebuilt on next use
 
     # ---- public API --------------------------------------------------------------------------
-    def ingest(self, path: str | Path, *, show_progress: bool = False) -> IngestReport:
-        """Add or update catalogue items from a JSONL/CSV/Parquet file; bad rows are reported."""
+    def ingest(
+        self, path: str | Path, *, show_progress: bool = False, media_root: Path | None = None
+    ) -> IngestReport:
+        """Add or update catalogue items from a JSONL/CSV/Parquet file; bad rows are reported.
+
+        `media_root` (uploads): media paths outside it are not opened and are reported.
+        """
         report = ingest_catalogue(
             path,
             self.store,
             self.encoders,
             batch_size=self.config.encoders.batch_size,
             show_progress=show_progress,
+            limits=self.config.ingest,
+            media_root=media_root,
         )
         with self._lock:
             self._refresh()
@@ -253,25 +233,24 @@ class RecommendationAgent:
             state.last_query = query
             self._last[user_id] = result
             self._last_candidates[user_id] = {c.item_id: c for c in cands}
+            if (conv := self._conversations.get(user_id)) is not None:  # "that one" = this list
+                from agent.chat.state import record_shown
+
+                record_shown(conv, state.last_shown, [r.item.title for r in recs])
         return result
 
     def explain(self, user_id: str, item_id: str) -> Explanation:
         """Why this item for this user, from evidence only (works for items not recommended)."""
-        gen = self.explain_stream(user_id, item_id)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return drain(self.explain_stream(user_id, item_id))
 
     def explain_stream(self, user_id: str, item_id: str) -> Iterator[str]:
         """Stream the explanation (whole text so far); the generator returns the Explanation."""
         evidence = self.evidence(user_id, item_id)
         return (yield from self.explainer.stream(evidence))
 
-    def evidence(self, user_id: str, item_id: str) -> Any:
+    def evidence(self, user_id: str, item_id: str) -> Evidence:
         """The `Evidence` record behind `item_id` for `user_id`."""
-        from agent.explain.evidence import build_evidence, history_entries, labels_from_metadata
+        from agent.explain.evidence import build_evidence, history_entries, scored_labels
 
         user_id, item_id = str(user_id), str(item_id)
         if item_id not in self.items:
@@ -284,7 +263,7 @@ class RecommendationAgent:
             got, vecs, _ = self.store.get(space, wanted)
             vectors[space] = {i: v for i, v in zip(got, vecs, strict=False)}
         _, _, metas = self.store.get("text", wanted, include_vectors=False)
-        labels = {m.get("id", ""): labels_from_metadata(m) for m in metas}
+        labels = {m.get("id", ""): scored_labels(m) for m in metas}  # with probabilities
         request = getattr(state, "last_query", None)
         request_vector = self.encoders.text.encode_query([request])[0] if request else None
         last = self._last.get(user_id)
@@ -318,6 +297,8 @@ class RecommendationAgent:
         The one place chat ("loved #1") and the UI's like buttons refresh from, so both keep
         the user's request instead of dropping it.
         """
+        if str(user_id) in self._conversations:  # a chat is going on: keep what it asked for
+            return self.recommend_conversation(str(user_id), k=k)
         last = self.last_result(str(user_id))
         return self.recommend(str(user_id), k=k, query=last.query if last else None)
 
@@ -332,6 +313,72 @@ class RecommendationAgent:
         from agent.chat.respond import respond
 
         return respond(self, str(user_id), message, k=k)
+
+    # ---- conversation (agent/chat/state.py, agent/chat/turn.py) ------------------------------
+    @property
+    def linker(self) -> Any:
+        """The chat's `TitleLinker` over the catalogue (ties between same titles: popularity)."""
+        with self._lock:
+            if self._linker is None:
+                from agent.chat.linking import TitleLinker
+                from agent.chat.turn import item_year
+
+                counts: dict[str, float] = {}
+                if self._base is not None and len(self._base):
+                    counts = self._base["item_id"].astype(str).value_counts().to_dict()
+                self._linker = TitleLinker(
+                    ((i, it.title, item_year(it)) for i, it in self.items.items()), priors=counts
+                )
+            return self._linker
+
+    def conversation(self, user_id: str) -> Any:
+        """The user's `ConversationState` (a fresh one if they have not chatted yet)."""
+        from agent.chat.state import ConversationState
+
+        return self._conversations.get(str(user_id)) or ConversationState()
+
+    def update_conversation(self, user_id: str, text: str, *, speaker: str = "user") -> Any:
+        """Read one message into the user's conversation state; returns the new state."""
+        from agent.chat.state import update_state
+
+        user_id = str(user_id)
+        llm = self.llm if self.config.llm.chat_alpha > 0 else None  # undecided sentiments only
+        state = update_state(
+            self._conversations.get(user_id), speaker, text, linker=self.linker, llm=llm
+        )
+        with self._lock:
+            self._conversations[user_id] = state
+        return state
+
+    def reset_conversation(self, user_id: str) -> None:
+        """Forget the user's conversation state (the stored history and feedback stay)."""
+        with self._lock:
+            self._conversations.pop(str(user_id), None)
+
+    def recommend_conversation(self, user_id: str, k: int = 5) -> RecommendResult:
+        """The list for the user's conversation so far (candidates, filters, LLM re-rank)."""
+        from agent.chat.turn import recommend_for_state
+
+        if not self.items:
+            raise CatalogueError("the catalogue is empty; run `fusionrec ingest FILE` first")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        return recommend_for_state(self, str(user_id), self.conversation(user_id), k=k)
+
+    def remember_result(self, user_id: str, result: RecommendResult, candidates: Any) -> None:
+        """Keep a list as the user's last (what "#3", "why", "that one" refer to)."""
+        from agent.chat.state import record_shown
+
+        user_id = str(user_id)
+        with self._lock:
+            state = self.users.get(user_id)
+            state.last_shown = [r.item.id for r in result.items]
+            state.last_query = result.query
+            self._last[user_id] = result
+            self._last_candidates[user_id] = {c.item_id: c for c in candidates}
+            conv = self._conversations.get(user_id)
+            if conv is not None:
+                record_shown(conv, state.last_shown, [r.item.title for r in result.items])
 
     def last_result(self, user_id: str) -> RecommendResult | None:
         """The most recent list shown to this user (what "#3" refers to in chat)."""
@@ -354,12 +401,15 @@ class RecommendationAgent:
         from retrieval.profiles import History
 
         state = self.users.get(user_id)
+        dislike = self.config.ratings.dislike_max
         liked = [
             i
             for i in state.history()
-            if i.item_id in self.items and not (i.source == "feedback" and i.rating <= 2)
+            if i.item_id in self.items and not (i.source == "feedback" and i.rating <= dislike)
         ]
-        disliked = [i.item_id for i in state.history() if i.source == "feedback" and i.rating <= 2]
+        disliked = [
+            i.item_id for i in state.history() if i.source == "feedback" and i.rating <= dislike
+        ]
         return History(
             [i.item_id for i in liked],
             [i.rating for i in liked],

@@ -53,6 +53,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         Encoders.from_config(cfg.encoders),
         batch_size=cfg.encoders.batch_size,
         show_progress=not args.quiet,
+        limits=cfg.ingest,
     )
     report_path = Path(args.report) if args.report else cfg.store_path() / "ingest-report.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,10 +67,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_catalogue(args: argparse.Namespace) -> int:
-    from retrieval.datasets.demo_catalogue import build_demo_catalogue
+    from retrieval.datasets.media.build import build_media_catalogue
 
-    path = build_demo_catalogue(Path(args.dir).expanduser())
-    print(f"demo catalogue: {path}")
+    report = build_media_catalogue(Path(args.dir).expanduser())
+    print(
+        f"demo catalogue: {Path(args.dir).expanduser() / 'catalogue.jsonl'} ({report.items} items)"
+    )
     return 0
 
 
@@ -80,13 +83,22 @@ def _agent(args: argparse.Namespace) -> Any:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    result = _agent(args).recommend(args.user, k=args.k, query=args.query)
+    if args.k < 1:  # before any model loads
+        raise FusionrecError(f"--k must be at least 1 (got {args.k})")
+    agent = _agent(args)
+    result = agent.recommend(args.user, k=args.k, query=args.query)
     lines = [
         f"{r.rank:>2}. {r.item.title}  [{r.item.id}]  score {r.score:.3f}" for r in result.items
     ]
     if result.note:
         lines.append(f"note: {result.note}")
     _emit(result.to_dict(), args.json, "\n".join(lines))
+    if len(result.items) < args.k:  # say why the list is shorter than asked
+        print(
+            f"note: asked for {args.k:,}, got {len(result.items)}: every candidate this request "
+            f"produced (at most [hybrid] n_candidates = {agent.config.hybrid.n_candidates})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -96,9 +108,53 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_rerank(args: argparse.Namespace) -> int:
+    """`fusionrec eval --protocol rerank`: the LLM re-ranker on MovieLens-100K (both protocols)."""
+    from evaluation.rerank import run_rerank_eval, to_markdown
+
+    llm_kwargs: dict[str, Any] = {"num_threads": args.threads}
+    if args.dtype:
+        llm_kwargs["dtype"] = args.dtype
+    report = run_rerank_eval(
+        model=args.model,
+        kind=args.kind,
+        n_users=args.users,
+        n_val_users=args.val_users,
+        n_candidates=args.candidates,
+        seed=args.seed,
+        max_seconds=args.max_seconds,
+        out=args.out,
+        llm_kwargs=llm_kwargs,
+    )
+    print(to_markdown(report))
+    return 0
+
+
+def cmd_eval_redial(args: argparse.Namespace) -> int:
+    """`fusionrec eval --dataset redial --data DIR`: conversational benchmark (docs/redial.md)."""
+    from evaluation.redial import run_redial_eval, to_markdown
+
+    if not args.data:
+        raise FusionrecError("--dataset redial needs --data DIR (test.jsonl, entity2id.json, ...)")
+    llm: dict[str, Any] = {}
+    if args.protocol == "rerank":  # + LLM rows: --users/--val-users samples, --candidates top N
+        llm_kwargs: dict[str, Any] = {"num_threads": args.threads}
+        if args.dtype:
+            llm_kwargs["dtype"] = args.dtype
+        llm = {"llm_model": args.model, "n_llm": args.users, "n_llm_val": args.val_users,
+               "llm_top_n": args.candidates, "llm_max_seconds": args.max_seconds,
+               "llm_kwargs": llm_kwargs, "seed": args.seed}  # fmt: skip
+    print(to_markdown(run_redial_eval(args.data, out=args.out, **llm)))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from evaluation.retrieval import run_eval
 
+    if args.dataset == "redial":
+        return cmd_eval_redial(args)
+    if args.protocol == "rerank":
+        return cmd_eval_rerank(args)
     if args.interactions or args.items:
         if not (args.interactions and args.items):
             raise FusionrecError("--interactions and --items go together")
@@ -113,6 +169,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{name:<14} {m.get('ndcg@10', 0):>8.4f} {m.get('recall@10', 0):>9.4f} "
             f"{m.get('recall@50', float('nan')):>9.4f} {m.get('hr@10', 0):>7.4f}"
         )
+    notes = ", ".join(
+        f"{k.replace('_', ' ')}: {v}" for k, v in result.get("data_notes", {}).items()
+    )
+    if notes:
+        rows.append(f"data: {notes}")
     print("\n".join(rows) + f"\nusers: {result['users']}; written to {args.out}")
     return 0
 
@@ -124,33 +185,43 @@ def cmd_prepare_llm(args: argparse.Namespace) -> int:
     name = args.model or cfg.llm.model
     folder = prepare_llm(name, cache_dir=cfg.model_cache())
     print(f"{name}: verified and converted at {folder}")
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is not None:
+        from agent.llm.llamacpp import gguf_path
+
+        print(f"{name}: GGUF for llama.cpp at {gguf_path(name, cfg.model_cache())}")
+    from agent.llm.probe import choose_backend
+
+    choice = choose_backend(
+        name,
+        device=cfg.llm.device,
+        cache_dir=cfg.model_cache(),
+        num_threads=cfg.llm.num_threads,
+        refresh=args.refresh_probe,
+    )
+    cached = " (measured earlier on this machine)" if choice.cached else ""
+    print(f"backend 'auto' -> {choice.backend}: {choice.reason}{cached}")
+    if cfg.llm.backend != "auto":
+        print(f"(config sets backend = '{cfg.llm.backend}', which is what runs)")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Demo catalogue + MovieLens-100K films and users in one store, and a config pointing at it."""
-    from retrieval.datasets.demo_catalogue import build_demo_catalogue
-    from retrieval.datasets.movielens import load_movielens_items
-    from retrieval.ingest import Encoders, ingest_catalogue, ingest_items
-    from retrieval.store import VectorStore
+    """The media demo store (pictures, music, sounds, personas) and the MovieLens-100K store."""
+    from retrieval.datasets.media.demo import build_demo
 
-    root = Path(args.dir).expanduser()
-    catalogue = build_demo_catalogue(root)
-    cfg_path = root / "fusionrec.toml"
-    store_path = root / "store"
-    cfg_path.write_text(
-        f'[store]\npath = "{store_path}"\n\n[data]\ninteractions = "ml-100k"\n'
-        f'users_path = "{root / "users.jsonl"}"\n'
+    out = build_demo(args.dir, movielens=not args.no_movielens, quiet=args.quiet)
+    cat = out["catalogue"]
+    print(
+        f"media catalogue: {cat['items']} items ({cat['with_image']} with an image, "
+        f"{cat['with_audio']} with audio, {cat['multimodal']} with both); "
+        f"ingest: {out['media_ingest']}"
     )
-    args.config, args.store = str(cfg_path), None
-    cfg = _config(args)
-    store = VectorStore.from_config(cfg)
-    encoders = Encoders.from_config(cfg.encoders)
-    report = ingest_catalogue(catalogue, store, encoders, show_progress=not args.quiet)
-    print(f"demo assets: {report.summary()}")
-    films = ingest_items(load_movielens_items(), store, encoders, show_progress=not args.quiet)
-    print(f"MovieLens-100K films: {films.summary()}")
-    print(f"config: {cfg_path}  (fusionrec --config {cfg_path} serve)")
+    if "movielens_config" in out:
+        print(f"MovieLens-100K films: {out['movielens_ingest']}")
+        print(f"MovieLens config: {out['movielens_config']}")
+    print(f"config: {out['media_config']}  (fusionrec --config {out['media_config']} serve)")
     return 0
 
 
@@ -180,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("demo-catalogue", help="build the demo catalogue from packaged CC0 assets")
+    s = sub.add_parser(
+        "demo-catalogue", help="build the media demo catalogue (Debian/PyPI media, cached)"
+    )
     s.add_argument("--dir", default="~/.fusionrec/demo")
     s.set_defaults(func=cmd_demo_catalogue)
 
@@ -200,7 +273,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("eval", help="leave-last-out evaluation: MovieLens-100K or your own data")
-    s.add_argument("--dataset", default="ml-100k", choices=["ml-100k"])
+    s.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "redial"])
+    s.add_argument("--data", help="--dataset redial: directory with test.jsonl, entity2id.json")
+    s.add_argument(
+        "--protocol",
+        default="retrieval",
+        choices=["retrieval", "rerank"],
+        help="retrieval: full-ranking leave-last-out of every retriever; rerank: the LLM "
+        "re-ranker over 20 candidates per user (sampled and full protocols, alpha tuned on "
+        "validation users; LLM scores cached beside --out)",
+    )
+    r = s.add_argument_group("--protocol rerank")
+    r.add_argument("--model", default="qwen2.5-coder-1.5b", help="LLM (packaged name or folder)")
+    r.add_argument("--kind", default="llm-pointwise", choices=["llm-pointwise", "llm-listwise"])
+    r.add_argument("--users", type=int, default=200, help="test users")
+    r.add_argument("--val-users", type=int, default=50, help="validation users (tune alpha)")
+    r.add_argument("--candidates", type=int, default=20)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-seconds", type=float, default=None, help="stop scoring new users")
+    r.add_argument("--threads", type=int, default=2, help="torch threads")
+    r.add_argument("--dtype", default=None, help="bfloat16 / float32 (default: by CPU)")
     s.add_argument(
         "--interactions", help="your interactions CSV/Parquet (user_id,item_id,rating,timestamp)"
     )
@@ -210,16 +302,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("prepare-llm", help="verify (SHA-256) and convert the packaged LLM once")
+    s = sub.add_parser(
+        "prepare-llm",
+        help="verify (SHA-256) and convert the packaged LLM once; show what backend 'auto' picks",
+    )
     s.add_argument("--model", help="packaged model name (default: config's)")
+    s.add_argument(
+        "--refresh-probe", action="store_true", help="measure the backends again for 'auto'"
+    )
     s.set_defaults(func=cmd_prepare_llm)
 
     s = sub.add_parser("demo", help="build the demo catalogue, ingest it and MovieLens-100K")
     s.add_argument("--dir", default="~/.fusionrec/demo")
+    s.add_argument("--no-movielens", action="store_true", help="skip the MovieLens-100K store")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("serve", help="serve the Gradio app on 127.0.0.1 (app flags pass through)")
+    s = sub.add_parser(
+        "serve",
+        help="serve the Gradio app on 127.0.0.1 (app flags pass through)",
+        add_help=False,  # `fusionrec serve --help` shows app.py's options
+    )
     s.add_argument(
         "app_args",
         nargs=argparse.REMAINDER,
@@ -229,9 +332,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; everything after `serve` goes to app.py untouched.
+
+    argparse cannot pass options such as `--host` through a REMAINDER positional, so the
+    words after the `serve` sub-command are split off here and given to `app.parse_args`
+    (which checks them, so `fusionrec serve --bogus` fails before anything loads).
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    at, n = None, 0
+    while n < len(words):  # find the sub-command: the first word that is not an option
+        if words[n] == "--config":
+            n += 2
+            continue
+        if not words[n].startswith("-"):
+            at = n if words[n] == "serve" else None
+            break
+        n += 1
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if at is None:
+        return parser.parse_args(words)
+    args = parser.parse_args(words[: at + 1])
+    args.app_args = words[at + 1 :]
+    import app
+
+    app.parse_args(args.app_args)  # exits with app.py's usage on a bad option, or for --help
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -44,6 +44,8 @@ class Evidence:
     retriever_score: float | None = None
     llm_score: float | None = None
     sources: dict[str, float] = field(default_factory=dict)
+    # "image"/"audio" -> label -> the encoder's probability (what was seen/heard, and how surely)
+    label_scores: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +60,7 @@ class Explanation:
     path: str  # "llm" (passed the faithfulness check) or "template"
     rejected: str | None = None  # the LLM text that failed the check, kept for audit
     reason: str | None = None  # why it failed
+    rule: str | None = None  # the faithfulness rule that rejected it (agent.explain.faithfulness)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,7 @@ class Explanation:
             "path": self.path,
             "rejected": self.rejected,
             "reason": self.reason,
+            "rule": self.rule,
             "evidence": self.evidence.to_dict(),
         }
 
@@ -101,6 +105,7 @@ class RecommendResult:
     reranked: bool
     note: str | None = None  # e.g. "LLM over its 15 s budget; retriever order shown"
     query: str | None = None
+    understood: str | None = None  # chat: what the conversation state read (agent/chat/state.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,5 +113,6 @@ class RecommendResult:
             "query": self.query,
             "reranked": self.reranked,
             "note": self.note,
+            "understood": self.understood,
             "items": [r.to_dict() for r in self.items],
         }

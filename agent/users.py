@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-LIKE_RATING = 5.0  # a "like" from chat/UI counts as a top rating
-DISLIKE_RATING = 1.0  # a "dislike" counts as the lowest rating
+from retrieval.config import RATING_SCALE
+
+LIKE_RATING = RATING_SCALE.like_value  # a "like" from chat/UI counts as a top rating
+DISLIKE_RATING = RATING_SCALE.dislike_value  # a "dislike" counts as the lowest rating
 
 
 @dataclass(frozen=True)

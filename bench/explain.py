@@ -21,6 +21,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,14 +29,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
 
 from agent.explain.evidence import CoLikes, build_evidence, history_entries  # noqa: E402
 from agent.explain.explainer import Explainer  # noqa: E402
+from agent.explain.faithfulness import RULES  # noqa: E402
 from evaluation.retrieval import split_leave_last_out  # noqa: E402
 from retrieval.candidates import CandidateGenerator, NumpyIndex  # noqa: E402
 from retrieval.config import HybridConfig  # noqa: E402
 from retrieval.datasets.movielens import load_movielens  # noqa: E402
+from retrieval.interactions import user_item_matrix  # noqa: E402
 from retrieval.profiles import History  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,18 @@ def text_vectors(items: list, *, threads: int) -> np.ndarray:
     from retrieval.encoders import create_encoder
 
     return cached_text_vectors(items, create_encoder("minilm", num_threads=threads))
+
+
+def sample_users(users: list, n: int, *, split: str = "report") -> list:
+    """The users a run explains, sorted by id. "report": the seed-0 sample of `n` (the
+    committed runs); "tune": a seed-1 sample from the users outside the seed-0 sample of 100."""
+    if split == "report":
+        rng = np.random.default_rng(0)
+        return sorted(rng.choice(users, size=min(n, len(users)), replace=False), key=int)
+    held = set(np.random.default_rng(0).choice(users, size=min(100, len(users)), replace=False))
+    pool = [u for u in users if u not in held]
+    rng = np.random.default_rng(1)
+    return sorted(rng.choice(pool, size=min(n, len(pool)), replace=False), key=int)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--dtype", default="float32", help="CPU weights dtype: float32 or bfloat16")
     ap.add_argument(
+        "--backend", default="transformers", help="LLM backend (agent.llm.BACKENDS key)"
+    )
+    ap.add_argument(
+        "--split",
+        choices=("report", "tune"),
+        default="report",
+        help="report: the seed-0 sample of --users users; tune: a seed-1 sample of users outside "
+        "the seed-0 sample of 100, for tuning prompts without touching the reported users",
+    )
+    ap.add_argument(
+        "--limit", type=int, default=None, help="explain only the first N sampled users (by id)"
+    )
+    ap.add_argument(
         "--samples", type=int, default=10, help="explanations written to the Markdown file"
     )
     ap.add_argument("--md", default=str(ROOT / "docs" / "explanations.md"))
@@ -80,17 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     data = load_movielens()
     items = {it.id: it for it in data.items}
     ids = [it.id for it in data.items]
-    col = {i: n for n, i in enumerate(ids)}
     train, _ = split_leave_last_out(data.interactions, 1)
     users = sorted(train["user_id"].unique(), key=int)
-    row = {u: n for n, u in enumerate(users)}
-    matrix = sp.csr_matrix(
-        (
-            train["rating"].to_numpy(np.float32),
-            (train["user_id"].map(row), train["item_id"].map(col)),
-        ),
-        shape=(len(users), len(ids)),
-    )
+    ratings = user_item_matrix(train, ids, users=users)
+    matrix, row = ratings.matrix, ratings.user_rows
     t0 = time.perf_counter()
     vecs = text_vectors(data.items, threads=args.threads)
     vec_map = {"text": dict(zip(ids, vecs, strict=True))}
@@ -108,12 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         from agent.llm import load_llm
 
         t0 = time.perf_counter()
-        llm = load_llm(args.model, device="cpu", num_threads=args.threads, dtype=args.dtype)
+        llm = load_llm(
+            args.model,
+            backend=args.backend,
+            device="cpu",
+            num_threads=args.threads,
+            dtype=args.dtype,
+        )
         print(f"loaded {args.model} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     explainer = Explainer(llm, items=items, max_new_tokens=args.max_new_tokens)
 
-    rng = np.random.default_rng(0)
-    chosen = sorted(rng.choice(users, size=min(args.users, len(users)), replace=False), key=int)
+    chosen = sample_users(users, args.users, split=args.split)[: args.limit]
     records = []
     started = time.perf_counter()
     done_users = 0
@@ -160,10 +185,12 @@ def main(argv: list[str] | None = None) -> int:
                     "latency_s": latency,
                     "evidence": explainer.render_evidence(ev),
                 }
+                | ({"rule": exp.rule} if exp.rejected else {})
             )
         print(f"user {n_user}/{len(chosen)} done; last latency {latency:.1f}s", file=sys.stderr)
 
     n = len(records)
+    tpl_records = [r for r in records if r["path"] == "template" and args.model != "none"]
     llm_lat = [r["latency_s"] for r in records]
     words = [len(r["text"].split()) for r in records]
     reasons: dict[str, int] = {}
@@ -183,11 +210,19 @@ def main(argv: list[str] | None = None) -> int:
         "pass_before_fallback": sum(r["path"] == "llm" for r in records) / n,
         "pass_after_fallback": sum(r["final_ok"] for r in records) / n,
         "avg_words": statistics.mean(words),
+        "avg_words_llm": statistics.mean(
+            [len(r["text"].split()) for r in records if r["path"] == "llm"] or [0]
+        ),
         "avg_chars": statistics.mean(len(r["text"]) for r in records),
         "latency_mean_s": statistics.mean(llm_lat),
         "latency_p50_s": statistics.median(llm_lat),
         "latency_p95_s": float(np.percentile(llm_lat, 95)),
         "fallback_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "fallback_rules": dict(
+            Counter(r.get("rule") or r["reason"] for r in tpl_records).most_common()
+        ),
+        "backend": args.backend,
+        "split": args.split,
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "command": "python -m bench.explain "
@@ -224,12 +259,15 @@ def write_markdown(path: Path, summary: dict, records: list[dict], k: int) -> No
         f"{s['latency_p50_s']:.2f} / {s['latency_p95_s']:.2f} s |",
         "",
         "Each explanation is either the LLM's text, kept only if every sentence passes the "
-        "faithfulness check (`agent/faithfulness.py`: titles, quoted strings, capitalised "
-        "title-like spans, genres, numbers, rating attributions and modality claims must all be "
-        "in the evidence; no judgement of reception or quality; at least one reason from the "
-        "evidence named), or the deterministic template built from the same evidence "
+        "faithfulness check (`agent/explain/faithfulness.py`, a table of rules: "
+        + ", ".join(f"`{name}`" for name, _ in RULES)
+        + "; and at least one reason from the evidence named), or the deterministic template "
+        "built from the same evidence "
         "(`prompts/explain_template.txt`). **llm** / **template** below says which one the user "
         "saw; for template answers the rejected LLM text and the reason are shown.",
+        "",
+        "Fallback rules: "
+        + (", ".join(f"{k2} ({v})" for k2, v in s.get("fallback_rules", {}).items()) or "none"),
         "",
         "Fallback reasons: "
         + (", ".join(f"{k2} ({v})" for k2, v in s["fallback_reasons"].items()) or "none"),

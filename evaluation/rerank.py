@@ -27,27 +27,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.rerank import UserContext, create_reranker
+from agent.rerank import Reranker, UserContext, create_reranker
 from agent.rerank.base import order_by
 from agent.rerank.tuning import ALPHA_GATE_Z, best_alpha, tune_alpha
+from evaluation import reports
 from retrieval.candidates import Candidate
+from retrieval.config import RATING_SCALE
 from retrieval.fusion import fuse_scores
+from retrieval.metrics import ndcg_of_rank
 
 logger = logging.getLogger(__name__)
 
 KS = (1, 5, 10)
-LIKE = 4.0  # ratings >= this are "liked" in the prompt
-DISLIKE = 2.0  # ratings <= this are "disliked"
-
-
-def ndcg_one(rank: int, k: int) -> float:
-    """NDCG@k with one relevant item at 1-based `rank`."""
-    return 1.0 / np.log2(rank + 1) if rank <= k else 0.0
+MOVIELENS_PROMPTS = ("rerank_system", "rerank_pointwise", "rerank_listwise")
+LIKE = RATING_SCALE.like_min  # ratings >= this are "liked" in the prompt
+DISLIKE = RATING_SCALE.dislike_max  # ratings <= this are "disliked"
 
 
 def random_ndcg(n: int, k: int) -> float:
     """Exact expected NDCG@k of a random order of `n` candidates with one relevant item."""
-    return float(sum(ndcg_one(r, k) for r in range(1, min(n, k) + 1)) / n)
+    return float(ndcg_of_rank(np.arange(1, min(n, k) + 1), k).sum() / n)
 
 
 def user_context(
@@ -74,7 +73,7 @@ class _Split:
     """Retriever fit on each user's interactions before the `hold`-th from last."""
 
     def __init__(self, data: Any, hold: int, users: Sequence[str], index: Any) -> None:
-        from evaluation.retrieval import split_leave_last_out
+        from evaluation.splits import split_leave_last_out
         from retrieval.candidates import CandidateGenerator, HybridConfig, merge_scores
         from retrieval.profiles import History
 
@@ -124,15 +123,15 @@ class _Split:
         ]
 
 
-def _fingerprint(reranker: Any) -> str:
+def _fingerprint(reranker: Reranker) -> str:
     """Changes whenever the prompts or the prompt settings do, so a cache never mixes them."""
     import hashlib
 
     from agent.prompting import prompts_dir
 
     h = hashlib.sha256()
-    for f in sorted(prompts_dir().glob("rerank_*.txt")):
-        h.update(f.read_bytes())
+    for name in MOVIELENS_PROMPTS:  # only the prompts these rerankers read
+        h.update((prompts_dir() / f"{name}.txt").read_bytes())
     h.update(
         repr(
             [
@@ -147,7 +146,7 @@ def _fingerprint(reranker: Any) -> str:
 
 
 def _score_user(
-    llm_scores: Any,
+    llm_scores: _ScoreCache,
     kind: str,
     key: str,
     ctx: UserContext,
@@ -169,7 +168,129 @@ def _score_user(
 
 def _ndcgs(order_ids: list[str], target: str) -> dict[str, float]:
     rank = order_ids.index(target) + 1 if target in order_ids else 10**9
-    return {f"ndcg@{k}": ndcg_one(rank, k) for k in KS}
+    return {f"ndcg@{k}": float(ndcg_of_rank(rank, k)) for k in KS}
+
+
+class _ScoreCache:
+    """LLM scores per request key, appended to a JSONL file so a re-run (or an interrupted
+    one) reads them instead of scoring again; `deadline` stops scoring new keys."""
+
+    def __init__(
+        self, path: Path, reranker: Reranker, items: dict[str, Any], deadline: float | None
+    ):
+        self.path, self.reranker, self.items, self.deadline = path, reranker, items, deadline
+        self.scores: dict[str, list[float]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                rec = json.loads(line)
+                self.scores[rec["key"]] = rec["scores"]
+        self.seconds, self.requests = 0.0, 0
+
+    def __call__(self, key: str, ctx: UserContext, cands: list[Candidate]) -> np.ndarray | None:
+        if key not in self.scores:
+            if self.deadline is not None and time.perf_counter() > self.deadline:
+                return None
+            t = time.perf_counter()
+            self.scores[key] = [float(x) for x in self.reranker.score(ctx, cands, self.items)]
+            spent = time.perf_counter() - t
+            logger.info("%s: %d candidates scored in %.1f s", key, len(cands), spent)
+            self.seconds += spent
+            self.requests += 1
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as fh:
+                fh.write(json.dumps({"key": key, "scores": self.scores[key]}) + "\n")
+        return np.asarray(self.scores[key])
+
+
+def _pick_users(data: Any, n_users: int, n_val_users: int, seed: int) -> tuple[list, list]:
+    """Disjoint seeded samples of test and validation users."""
+    users = sorted(
+        data.interactions["user_id"].unique(), key=lambda u: int(u) if u.isdigit() else u
+    )
+    chosen = [
+        str(u) for u in np.random.default_rng(seed).permutation(users)[: n_users + n_val_users]
+    ]
+    return chosen[:n_users], chosen[n_users:]
+
+
+def _collect_phase(
+    data: Any,
+    index: Any,
+    users: Sequence[str],
+    *,
+    hold: int,
+    phase: str,
+    protocols: Sequence[str],
+    scorer: _ScoreCache,
+    kind: str,
+    n_candidates: int,
+    max_history: int,
+    seed: int,
+) -> dict[str, dict[str, list[Any]]]:
+    """Retriever and LLM scores of every protocol's candidates for one phase's users (stops at
+    the first user the scorer declines: the time limit is spent)."""
+    titles = {it.id: it.title for it in data.items}
+    split = _Split(data, hold, users, index)
+    rows = {p: {k: [] for k in ("retr", "llm", "rel", "ids", "target")} for p in protocols}
+    for u in users:
+        ctx = user_context(split.hist[u], titles, max_history=max_history, user_id=u)
+        urng_seed = [seed, int(u) if u.isdigit() else hash(u) % 10**6, hold]
+        by_proto = {
+            p: (
+                split.sampled(u, np.random.default_rng(urng_seed), n_candidates)
+                if p == "sampled"
+                else split.top(u, n_candidates)
+            )
+            for p in protocols
+        }
+        scored = _score_user(scorer, kind, f"{phase}/{u}", ctx, by_proto)
+        if scored is None:
+            break
+        for proto, cands in by_proto.items():
+            r = rows[proto]
+            r["retr"].append(np.array([c.score for c in cands]))
+            r["llm"].append(scored[proto])
+            r["rel"].append(np.array([c.item_id == split.target[u] for c in cands]))
+            r["ids"].append([c.item_id for c in cands])
+            r["target"].append(split.target[u])
+    return rows
+
+
+def _protocol_report(
+    val: dict[str, list[Any]], test: dict[str, list[Any]], *, sampled: bool, n_candidates: int
+) -> dict[str, Any]:
+    """Tune alpha on validation (gated), then NDCG of each method on the test users."""
+    alpha, table = (
+        tune_alpha(val["retr"], val["llm"], val["rel"], k=10) if val["retr"] else (0.0, {})
+    )
+    argmax = best_alpha(table) if table else 0.0
+    free = f"fused, arg-max alpha {argmax:g} (no gate)"
+    methods: dict[str, list[dict[str, float]]] = {"retriever": [], "llm": [], "fused": [], free: []}
+    for retr, llm, ids, target in zip(
+        test["retr"], test["llm"], test["ids"], test["target"], strict=True
+    ):
+        tb = np.argsort(np.argsort(-retr, kind="stable"), kind="stable")  # retriever rank
+        for name, sc in (
+            ("retriever", retr),
+            ("llm", llm),
+            ("fused", fuse_scores(retr, llm, alpha)),
+            (free, fuse_scores(retr, llm, argmax)),
+        ):
+            methods[name].append(_ndcgs([ids[i] for i in order_by(sc, tb)], target))
+    rows = {
+        name: {m: round(float(np.mean([r[m] for r in vals])), 4) for m in vals[0]} if vals else {}
+        for name, vals in methods.items()
+    }
+    if sampled:
+        rows = {"random": {f"ndcg@{k}": round(random_ndcg(n_candidates, k), 4) for k in KS}, **rows}
+    return {
+        "test_users": len(test["retr"]),
+        "val_users": len(val["retr"]),
+        "alpha": alpha,
+        "alpha_argmax": argmax,
+        "val_ndcg@10_by_alpha": {str(a): round(v, 4) for a, v in table.items()},
+        "methods": rows,
+    }
 
 
 def run_rerank_eval(
@@ -198,14 +319,7 @@ def run_rerank_eval(
 
     t0 = time.perf_counter()
     data = load_movielens()
-    titles = {it.id: it.title for it in data.items}
-    items = {it.id: it for it in data.items}
-    users = sorted(
-        data.interactions["user_id"].unique(), key=lambda u: int(u) if u.isdigit() else u
-    )
-    rng = np.random.default_rng(seed)
-    chosen = [str(u) for u in rng.permutation(users)[: n_users + n_val_users]]
-    test_users, val_users = chosen[:n_users], chosen[n_users:]
+    test_users, val_users = _pick_users(data, n_users, n_val_users, seed)
     index = NumpyIndex(
         {"text": ([it.id for it in data.items], text_vectors(data.items, create_encoder("minilm")))}
     )
@@ -221,57 +335,22 @@ def run_rerank_eval(
     cache_path = out.with_name(
         out.stem + f".{model.replace('/', '_')}.{kind}.{_fingerprint(reranker)}.scores.jsonl"
     )
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache: dict[str, list[float]] = {}
-    if cache_path.is_file():
-        for line in cache_path.read_text().splitlines():
-            rec = json.loads(line)
-            cache[rec["key"]] = rec["scores"]
-    deadline = t0 + max_seconds if max_seconds else None
-    stats = {"llm_seconds": 0.0, "scored_requests": 0}
-
-    def llm_scores(key: str, ctx: UserContext, cands: list[Candidate]) -> np.ndarray | None:
-        if key not in cache:
-            if deadline is not None and time.perf_counter() > deadline:
-                return None
-            t = time.perf_counter()
-            cache[key] = [float(x) for x in reranker.score(ctx, cands, items)]
-            logger.info(
-                "%s: %d candidates scored in %.1f s", key, len(cands), time.perf_counter() - t
-            )
-            stats["llm_seconds"] += time.perf_counter() - t
-            stats["scored_requests"] += 1
-            with cache_path.open("a") as fh:
-                fh.write(json.dumps({"key": key, "scores": cache[key]}) + "\n")
-        return np.asarray(cache[key])
-
-    collected: dict[str, dict[str, list[Any]]] = {}
-    for phase, hold, phase_users in (("val", 2, val_users), ("test", 1, test_users)):
-        split = _Split(data, hold, phase_users, index)
-        for proto in protocols:
-            collected[f"{phase}/{proto}"] = {k: [] for k in ("retr", "llm", "rel", "ids", "target")}
-        for u in phase_users:
-            ctx = user_context(split.hist[u], titles, max_history=max_history, user_id=u)
-            by_proto = {}
-            for proto in protocols:
-                urng = np.random.default_rng(
-                    [seed, int(u) if u.isdigit() else hash(u) % 10**6, hold]
-                )
-                by_proto[proto] = (
-                    split.sampled(u, urng, n_candidates)
-                    if proto == "sampled"
-                    else split.top(u, n_candidates)
-                )
-            scored = _score_user(llm_scores, kind, f"{phase}/{u}", ctx, by_proto)
-            if scored is None:
-                break
-            for proto, cands in by_proto.items():
-                rows = collected[f"{phase}/{proto}"]
-                rows["retr"].append(np.array([c.score for c in cands]))
-                rows["llm"].append(scored[proto])
-                rows["rel"].append(np.array([c.item_id == split.target[u] for c in cands]))
-                rows["ids"].append([c.item_id for c in cands])
-                rows["target"].append(split.target[u])
+    scorer = _ScoreCache(
+        cache_path,
+        reranker,
+        {it.id: it for it in data.items},
+        t0 + max_seconds if max_seconds else None,
+    )
+    common = dict(
+        protocols=protocols,
+        scorer=scorer,
+        kind=kind,
+        n_candidates=n_candidates,
+        max_history=max_history,
+        seed=seed,
+    )
+    val = _collect_phase(data, index, val_users, hold=2, phase="val", **common)
+    test = _collect_phase(data, index, test_users, hold=1, phase="test", **common)
     report: dict[str, Any] = {
         "dataset": "ml-100k",
         "model": model,
@@ -279,58 +358,15 @@ def run_rerank_eval(
         "seed": seed,
         "n_candidates": n_candidates,
         "max_history": max_history,
-        "protocols": {},
+        "protocols": {
+            p: _protocol_report(val[p], test[p], sampled=p == "sampled", n_candidates=n_candidates)
+            for p in protocols
+        },
     }
-    for proto in protocols:
-        val, test = collected[f"val/{proto}"], collected[f"test/{proto}"]
-        alpha, table = (
-            tune_alpha(val["retr"], val["llm"], val["rel"], k=10) if val["retr"] else (0.0, {})
-        )
-        argmax = best_alpha(table) if table else 0.0
-        methods: dict[str, list[dict[str, float]]] = {
-            "retriever": [],
-            "llm": [],
-            "fused": [],
-            f"fused, arg-max alpha {argmax:g} (no gate)": [],
-        }
-        for retr, llm, ids, target in zip(
-            test["retr"], test["llm"], test["ids"], test["target"], strict=True
-        ):
-            tb = np.argsort(
-                np.argsort(-retr, kind="stable"), kind="stable"
-            )  # retriever rank breaks ties
-            for name, sc in (
-                ("retriever", retr),
-                ("llm", llm),
-                ("fused", fuse_scores(retr, llm, alpha)),
-                (f"fused, arg-max alpha {argmax:g} (no gate)", fuse_scores(retr, llm, argmax)),
-            ):
-                methods[name].append(_ndcgs([ids[i] for i in order_by(sc, tb)], target))
-        rows = {
-            name: {m: round(float(np.mean([r[m] for r in vals])), 4) for m in vals[0]}
-            if vals
-            else {}
-            for name, vals in methods.items()
-        }
-        if proto == "sampled":
-            rows = {
-                "random": {f"ndcg@{k}": round(random_ndcg(n_candidates, k), 4) for k in KS},
-                **rows,
-            }
-        report["protocols"][proto] = {
-            "test_users": len(test["retr"]),
-            "val_users": len(val["retr"]),
-            "alpha": alpha,
-            "alpha_argmax": argmax,
-            "val_ndcg@10_by_alpha": {str(a): round(v, 4) for a, v in table.items()},
-            "methods": rows,
-        }
     report["seconds_total"] = round(time.perf_counter() - t0, 1)
-    report["llm_seconds_this_run"] = round(stats["llm_seconds"], 1)
-    report["scored_requests_this_run"] = stats["scored_requests"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(to_markdown(report))
+    report["llm_seconds_this_run"] = round(scorer.seconds, 1)
+    report["scored_requests_this_run"] = scorer.requests
+    reports.write_report(report, out, to_markdown)
     return report
 
 
@@ -360,45 +396,3 @@ def to_markdown(report: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m evaluation.rerank --model smollm2-135m --users 200` (see --help)."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="qwen2.5-coder-1.5b")
-    p.add_argument("--kind", default="llm-pointwise", choices=["llm-pointwise", "llm-listwise"])
-    p.add_argument("--users", type=int, default=200)
-    p.add_argument("--val-users", type=int, default=50)
-    p.add_argument("--candidates", type=int, default=20)
-    p.add_argument("--protocols", default="sampled,full")
-    p.add_argument("--max-history", type=int, default=8)
-    p.add_argument("--max-seconds", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default=None)
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)"
-    )
-    p.add_argument("--out", default="docs/rerank_eval.json")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = run_rerank_eval(
-        model=a.model,
-        kind=a.kind,
-        n_users=a.users,
-        n_val_users=a.val_users,
-        n_candidates=a.candidates,
-        seed=a.seed,
-        protocols=a.protocols.split(","),
-        max_history=a.max_history,
-        max_seconds=a.max_seconds,
-        out=a.out,
-        llm_kwargs={"num_threads": a.threads, **({"dtype": a.dtype} if a.dtype else {})},
-    )
-    print(to_markdown(report))  # noqa: T201 - CLI output
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from evaluation import reports
+from evaluation.splits import split_leave_last_out
 from retrieval.candidates import (
     CandidateGenerator,
     HybridConfig,
@@ -56,13 +58,6 @@ def text_vectors(
     key = hashlib.sha256("\x00".join([cfg, *texts]).encode()).hexdigest()[:16]
     path = (cache_dir or default_home() / "cache") / f"text-{key}.npy"
     return cached_vectors(path, lambda: encoder.encode(texts, batch_size=64), rows=len(texts))
-
-
-def split_leave_last_out(inter: pd.DataFrame, hold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows before each user's last `hold` interactions, and the row `hold` from the end."""
-    pos = inter.groupby("user_id", sort=False).cumcount()
-    size = inter.groupby("user_id", sort=False)["item_id"].transform("size")
-    return inter[pos < size - hold], inter[pos == size - hold]
 
 
 def _histories(train: pd.DataFrame, users: Sequence[str]) -> list[History]:
@@ -290,6 +285,7 @@ def run_eval(
         "users": len(test.users),
         "items": len(data.items),
         "dropped_users": data.dropped_users,
+        "data_notes": data.notes() if hasattr(data, "notes") else {},
         "models": results,
         "tuned_on_validation": {
             "ease_l2": best_l2,
@@ -343,9 +339,4 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], out: str | Path) -> tuple[Path, Path]:
     """Write `out` (JSON) and the Markdown table beside it; returns both paths."""
-    path = Path(out).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    md = path.with_suffix(".md")
-    md.write_text(to_markdown(report))
-    return path, md
+    return reports.write_report(report, out, to_markdown)

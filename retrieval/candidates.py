@@ -17,8 +17,7 @@ import copy
 import logging
 import math
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +26,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from retrieval.cf import EASE, ItemKNN, Transitions, history_weights, time_decayed_popularity, top_k
+from retrieval.cf import ItemKNN, Transitions, history_weights, time_decayed_popularity, top_k
 from retrieval.config import DEFAULT_WEIGHTS, HybridConfig  # noqa: F401 (re-exported)
+from retrieval.factors import fit_main_cf
+from retrieval.fusion import merge_scores, normalise  # noqa: F401 (re-exported)
+from retrieval.interactions import user_item_matrix
 from retrieval.numpy_index import NumpyIndex  # noqa: F401 (re-exported)
 from retrieval.profiles import History, ItemIndex, build_profile
 
@@ -106,16 +108,12 @@ class CandidateGenerator:
         users = pd.factorize(df["user_id"])[0]
         items = df["item_id"].map(self._pos).to_numpy(np.int64)
         order = pd.Series(np.ones(len(df))).groupby(users).cumsum().to_numpy(np.float32)
-        shape = (int(users.max()) + 1 if len(users) else 0, self.n_items)
-        binary = sp.csr_matrix((np.ones(len(df), np.float32), (users, items)), shape=shape)
-        ordered = sp.csr_matrix((order, (users, items)), shape=shape)
+        binary = user_item_matrix(df, self.item_ids, values=None).matrix
+        ordered = user_item_matrix(df, self.item_ids, values=order).matrix
         self.models = {}
-        if self.n_items <= cfg.ease_max_items:
-            self.models["ease"] = EASE(cfg.ease_l2).fit(binary)
-        else:
-            logger.info(
-                "EASE skipped: %d items > ease_max_items=%d", self.n_items, cfg.ease_max_items
-            )
+        cf_name, cf_model = fit_main_cf(binary, cfg, self.item_ids)  # EASE, or ALS at scale
+        if cf_model is not None:
+            self.models[cf_name] = cf_model
         self.models["itemknn"] = ItemKNN(cfg.knn_k, cfg.knn_shrink).fit(binary)
         self.models["transitions"] = Transitions(
             cfg.trans_window, cfg.trans_step_decay, cfg.trans_smoothing
@@ -194,6 +192,7 @@ class CandidateGenerator:
         out: dict[str, np.ndarray] = {}
         cf_inputs = {
             "ease": (cfg.ease_half_life, None),
+            **{k: (cfg.ease_half_life, None) for k in ("als", "bpr", "factors")},
             "itemknn": (cfg.knn_half_life, None),
             "transitions": (cfg.trans_half_life, cfg.trans_last_n),
         }
@@ -325,39 +324,3 @@ class _Clock:
         finally:
             if self.sink is not None:
                 self.sink[name] = self.sink.get(name, 0.0) + time.perf_counter() - t0
-
-
-def normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Per-row min-max over unseen, retrieved items -> [0, 1]; NaN (not retrieved) -> 0.
-
-    Args:
-        scores: `(m, n)` raw source scores, NaN where not retrieved.
-        seen: `(m, n)` bool mask of items excluded from the ranking.
-    """
-    s = np.where(seen, np.nan, scores.astype(np.float64))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: source absent for that user
-        lo = np.nanmin(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
-        hi = np.nanmax(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
-        out = (s - lo) / (hi - lo)
-    return np.nan_to_num(np.where(np.isfinite(out), out, 0.0), nan=0.0)
-
-
-def merge_scores(
-    raw: Mapping[str, np.ndarray], seen: np.ndarray, weights: Mapping[str, float]
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Weighted sum of normalised sources; seen items get -inf.
-
-    Returns:
-        merged `(m, n)` float64 and {source: weight x normalised score} (the exact parts).
-    """
-    m, n = seen.shape
-    merged = np.zeros((m, n))
-    contrib: dict[str, np.ndarray] = {}
-    for name, s in raw.items():
-        w = float(weights.get(name, 0.0))
-        if w:
-            contrib[name] = w * normalise(s, seen)
-            merged += contrib[name]
-    merged[seen] = -np.inf
-    return merged, contrib

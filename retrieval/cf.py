@@ -8,18 +8,64 @@ dense `(n_users, n_items)` float32 scores for a batch of users and is what the h
 The values in the `user_items` rows given to `score`/`recommend` are the weights of each
 history item: 1 for plain history, or rating/recency weights (see `history_weights`), so
 "recency-weighted EASE" is just EASE scored with recency-weighted rows.
+
+Scale (docs/scale.md): every fit first estimates its peak memory and raises
+`ModelTooLargeError` (naming the model and the limit) instead of being OOM-killed;
+`recommend` scores users in bounded chunks, so no users x items array is ever built;
+`choose_cf_model` keeps EASE for small catalogues and switches to matrix factorisation
+(`implicit` ALS) where EASE's items^2 memory would not fit.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
+from retrieval.errors import FusionrecError
+
 logger = logging.getLogger(__name__)
+
+GIB = 2**30
+# floats per scoring chunk in `recommend`: 4M float32 = 16 MB, whatever the user count
+CHUNK_FLOATS = 1 << 22
+
+
+class ModelTooLargeError(FusionrecError, MemoryError):
+    """A collaborative model would need more memory than allowed for this catalogue."""
+
+
+def available_memory() -> int:
+    """Bytes the kernel can hand out without swapping (MemAvailable), read at call time."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # pragma: no cover
+
+
+def memory_limit(limit_bytes: int | None = None) -> int:
+    """The memory a fit may use: `limit_bytes`, or 80% of what is available right now."""
+    return int(limit_bytes) if limit_bytes else int(0.8 * available_memory())
+
+
+def check_memory(model: str, need: int, limit_bytes: int | None, what: str) -> None:
+    """Raise `ModelTooLargeError` when `need` bytes exceed the limit; the message says why."""
+    limit = memory_limit(limit_bytes)
+    if need > limit:
+        raise ModelTooLargeError(
+            f"{model}: {what} needs about {need / GIB:.1f} GiB, over the limit of "
+            f"{limit / GIB:.1f} GiB (hybrid.cf_memory_gb, or 80% of available memory); "
+            "use cf_model = 'auto' or 'als', or a factors file from a distributed engine "
+            "(docs/scale.md)"
+        )
 
 
 class ItemScorer:
@@ -32,6 +78,7 @@ class ItemScorer:
     def __init__(self, *, random_state: int | None = None) -> None:
         self.random_state = random_state  # kept for API parity; these models are deterministic
         self.n_items = 0
+        self.memory_limit_bytes: int | None = None  # None = 80% of available memory at fit
 
     def fit(self, user_items: sp.csr_matrix) -> ItemScorer:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -64,19 +111,36 @@ class ItemScorer:
         """
         single = np.isscalar(userid)
         rows = np.atleast_1d(np.asarray(userid, dtype=np.int64))
-        sub = user_items[rows]
-        scores = self.score(sub).astype(np.float32)
+        allowed = None
         if items is not None:
-            mask = np.full(scores.shape[1], True)
-            mask[np.asarray(items, dtype=np.int64)] = False
-            scores[:, mask] = -np.inf
-        if filter_liked:
-            r, c = sub.nonzero()
-            scores[r, c] = -np.inf
-        ids, top = top_k(scores, n)
+            allowed = np.full(max(self.n_items, user_items.shape[1]), False)
+            allowed[np.asarray(items, dtype=np.int64)] = True
+        # score a bounded chunk of users at a time: never a dense users x items array
+        step = max(1, CHUNK_FLOATS // max(1, user_items.shape[1]))
+        ids_out, top_out = [], []
+        for a in range(0, len(rows), step):
+            sub = user_items[rows[a : a + step]]
+            scores = np.array(self.score(sub), dtype=np.float32)  # a writable copy
+            if allowed is not None:
+                scores[:, ~allowed[: scores.shape[1]]] = -np.inf
+            if filter_liked:
+                r, c = sub.nonzero()
+                scores[r, c] = -np.inf
+            ids, top = top_k(scores, n)
+            ids_out.append(ids)
+            top_out.append(top)
+        ids = np.concatenate(ids_out) if ids_out else np.zeros((0, n), np.int64)
+        top = np.concatenate(top_out) if top_out else np.zeros((0, n), np.float32)
         if single:
             return ids[0], top[0]
         return ids, top
+
+    def estimate_bytes(self, user_items: sp.csr_matrix) -> int:
+        """Peak extra memory `fit` needs for this input, in bytes (0 = small enough to ignore)."""
+        return 0
+
+    def _guard(self, user_items: sp.csr_matrix, what: str) -> None:
+        check_memory(self.kind, self.estimate_bytes(user_items), self.memory_limit_bytes, what)
 
     def _check(self, user_items: sp.csr_matrix) -> sp.csr_matrix:
         if not sp.issparse(user_items):
@@ -112,6 +176,8 @@ class ItemScorer:
         """Read a model written by `save`; the class is checked against the stored kind."""
         with np.load(path, allow_pickle=False) as f:
             kind = str(f["kind"])
+            if kind not in MODELS:
+                import retrieval.factors  # noqa: F401 - registers the factor models
             target = MODELS.get(kind)
             if target is None or (cls is not ItemScorer and target is not cls):
                 raise ValueError(f"{path} holds a '{kind}' model; valid kinds: {', '.join(MODELS)}")
@@ -147,6 +213,11 @@ def top_k(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, vals
 
 
+def ease_bytes(n_items: int) -> int:
+    """EASE's peak fit memory for `n_items`: 4 dense items x items arrays (3 float64, 1 float32)."""
+    return 28 * n_items * n_items + 4 * n_items * n_items
+
+
 class EASE(ItemScorer):
     """EASE^R (Steck 2019): closed-form item-item weights B, diag(B) = 0.
 
@@ -163,9 +234,14 @@ class EASE(ItemScorer):
         self.l2 = float(l2)
         self.B = np.zeros((0, 0), np.float32)
 
+    def estimate_bytes(self, user_items: sp.csr_matrix) -> int:
+        """Dense float64 Gram + LAPACK's copy + its inverse + float32 B: ~32 bytes x items^2."""
+        return ease_bytes(user_items.shape[1])
+
     def fit(self, user_items: sp.csr_matrix) -> EASE:
         """Fit on binary user x item interactions (values > 0 count as 1). O(items^3)."""
         ui = self._check(user_items)
+        self._guard(ui, f"a dense {ui.shape[1]:,} x {ui.shape[1]:,} item-item inverse")
         x = (ui > 0).astype(np.float64)
         g = (x.T @ x).toarray()
         g[np.diag_indices_from(g)] += self.l2
@@ -200,42 +276,83 @@ class ItemKNN(ItemScorer):
         self.shrink = float(shrink)
         self.W = sp.csr_matrix((0, 0), dtype=np.float32)
 
+    # co-occurring (item, item) pairs computed per block of target items; bounds peak memory
+    block_pairs: ClassVar[int] = 20_000_000
+
+    def estimate_bytes(self, user_items: sp.csr_matrix) -> int:
+        """One block of co-occurrence pairs (~40 B each) + the kept neighbours (~16 B each)."""
+        pairs = _pair_counts(sp.csr_matrix(user_items))
+        block = min(int(pairs.sum()), max(self.block_pairs, int(pairs.max(initial=0))))
+        return 40 * block + 16 * user_items.shape[1] * self.k
+
     def fit(self, user_items: sp.csr_matrix) -> ItemKNN:
-        """Sparse co-occurrence -> shrunk cosine -> top-k per item; memory ~ co-occurring pairs."""
+        """Sparse co-occurrence -> shrunk cosine -> top-k per item, one block of items at a time.
+
+        Memory is one block's co-occurring pairs plus the kept neighbours, not all pairs, so a
+        catalogue of 10^6 items fits; time grows with sum over users of history length^2.
+        """
         ui = self._check(user_items)
+        self._guard(ui, f"co-occurrence blocks of {ui.shape[1]:,} items")
         x = sp.csr_matrix((ui > 0).astype(np.float32))
-        co = sp.coo_matrix(x.T @ x)
+        n = x.shape[1]
         norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
-        off = co.row != co.col
-        rows, cols = co.row[off], co.col[off]
-        vals = co.data[off] / (norms[rows] * norms[cols] + self.shrink + 1e-9)
-        self.W = _keep_top_k(
-            sp.csc_matrix((vals, (rows, cols)), shape=co.shape, dtype=np.float32), self.k
+        xc = sp.csc_matrix(x)
+        xt = sp.csr_matrix(x.T)
+        per_item = _pair_counts(x)
+        rows_out, cols_out, vals_out = [], [], []
+        start = 0
+        while start < n:
+            # as many target items as fit in one block (at least one)
+            cum = np.cumsum(per_item[start:])
+            stop = start + max(1, int(np.searchsorted(cum, self.block_pairs, side="right")))
+            co = sp.coo_matrix(xt @ xc[:, start:stop])  # (n, block): co-occurrence counts
+            rows, cols = co.row, co.col + start
+            off = rows != cols
+            rows, cols = rows[off], cols[off]
+            vals = co.data[off] / (norms[rows] * norms[cols] + self.shrink + 1e-9)
+            r, c, v = _top_k_per_column(rows, cols, vals.astype(np.float32), self.k)
+            rows_out.append(r)
+            cols_out.append(c)
+            vals_out.append(v)
+            start = stop
+        self.W = sp.csr_matrix(
+            (
+                np.concatenate(vals_out) if vals_out else np.zeros(0, np.float32),
+                (
+                    np.concatenate(rows_out) if rows_out else np.zeros(0, np.int64),
+                    np.concatenate(cols_out) if cols_out else np.zeros(0, np.int64),
+                ),
+            ),
+            shape=(n, n),
+            dtype=np.float32,
         )
-        self.n_items = ui.shape[1]
+        self.n_items = n
         return self
 
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
         return np.asarray((self._check(user_items) @ self.W).toarray(), dtype=np.float32)
 
 
-def _keep_top_k(sim: sp.csc_matrix, k: int) -> sp.csr_matrix:
-    """Keep the k largest positive entries of each column (the neighbours of each target item)."""
-    sim = sp.csc_matrix(sim)
-    sim.sort_indices()
-    keep = np.zeros(len(sim.data), bool)
-    for j in range(sim.shape[1]):
-        lo, hi = sim.indptr[j], sim.indptr[j + 1]
-        if hi - lo <= k:
-            keep[lo:hi] = True
-        else:
-            # stable: among equal similarities, the lower row index wins (deterministic)
-            order = np.argsort(-sim.data[lo:hi], kind="stable")[:k]
-            keep[lo + order] = True
-    keep &= sim.data > 0
-    rows = sim.indices[keep]
-    cols = np.repeat(np.arange(sim.shape[1]), np.diff(sim.indptr))[keep]
-    return sp.csr_matrix((sim.data[keep], (rows, cols)), shape=sim.shape, dtype=np.float32)
+def _pair_counts(x: sp.csr_matrix) -> np.ndarray:
+    """Per item: co-occurring (user, other item) pairs = sum of its users' history lengths."""
+    lengths = np.diff(x.indptr).astype(np.int64)
+    return np.asarray((x > 0).T.astype(np.int64) @ lengths).ravel()
+
+
+def _top_k_per_column(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the k largest positive entries of each column (the neighbours of each target item).
+
+    Ties: among equal similarities the lower row index wins (deterministic).
+    """
+    order = np.lexsort((rows, -vals, cols))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    first = np.r_[True, cols[1:] != cols[:-1]]
+    starts = np.flatnonzero(first)
+    rank = np.arange(len(cols)) - np.repeat(starts, np.diff(np.r_[starts, len(cols)]))
+    keep = (rank < k) & (vals > 0)
+    return rows[keep], cols[keep], vals[keep]
 
 
 class Popularity(ItemScorer):
@@ -255,8 +372,10 @@ class Popularity(ItemScorer):
         return self
 
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """The same row for every user as a read-only broadcast view: no users x items copy."""
         ui = self._check(user_items)
-        return np.tile(np.log1p(self.counts), (ui.shape[0], 1)).astype(np.float32)
+        row = np.log1p(self.counts).astype(np.float32)
+        return np.broadcast_to(row, (ui.shape[0], len(row)))
 
 
 class Transitions(ItemScorer):
@@ -292,8 +411,15 @@ class Transitions(ItemScorer):
         self.smoothing = float(smoothing)
         self.T = sp.csr_matrix((0, 0), dtype=np.float32)
 
+    def estimate_bytes(self, user_items: sp.csr_matrix) -> int:
+        """(source, next, weight) triples before merging: ~60 bytes per pair within `window`."""
+        lengths = np.diff(sp.csr_matrix(user_items).indptr).astype(np.int64)
+        pairs = sum(int(np.clip(lengths - g, 0, None).sum()) for g in range(1, self.window + 1))
+        return 60 * pairs
+
     def fit(self, user_items: sp.csr_matrix) -> Transitions:
         ui = self._check(user_items)
+        self._guard(ui, f"next-item pairs within {self.window} steps")
         n = ui.shape[1]
         src: list[np.ndarray] = []
         dst: list[np.ndarray] = []
@@ -324,7 +450,46 @@ class Transitions(ItemScorer):
         return np.asarray((self._check(user_items) @ self.T).toarray(), dtype=np.float32)
 
 
+# retrieval.factors adds "als", "bpr" and "factors" when imported (ItemScorer.load does it)
 MODELS: dict[str, type[ItemScorer]] = {m.kind: m for m in (EASE, ItemKNN, Popularity, Transitions)}
+
+# what `choose_cf_model` may pick for the hybrid's main collaborative source
+CF_CHOICES = ("auto", "ease", "als", "bpr", "factors", "none")
+
+
+def choose_cf_model(
+    n_items: int,
+    *,
+    cf_model: str = "auto",
+    ease_max_items: int = 5_000,
+    memory_limit_bytes: int | None = None,
+) -> tuple[str, str]:
+    """The hybrid's main collaborative model for a catalogue size, and why (for the log).
+
+    "auto" keeps EASE (best on small catalogues, docs/retrieval.md) while `n_items` is at most
+    `ease_max_items` and its items^2 memory fits; otherwise ALS, whose memory is linear in
+    items. An explicit choice is returned as is: a model that does not fit raises when fit.
+    """
+    if cf_model not in CF_CHOICES:
+        raise ValueError(f"unknown cf_model {cf_model!r}; valid: {', '.join(CF_CHOICES)}")
+    if cf_model != "auto":
+        return cf_model, f"cf_model = {cf_model!r} in the config"
+    need, limit = ease_bytes(n_items), memory_limit(memory_limit_bytes)
+    if n_items > ease_max_items:
+        return "als", (
+            f"{n_items:,} items > ease_max_items = {ease_max_items:,} (EASE is O(items^3) "
+            f"time and would need {need / GIB:.1f} GiB)"
+        )
+    if need > limit:
+        return (
+            "als",
+            f"EASE needs {need / GIB:.1f} GiB for {n_items:,} items, over {limit / GIB:.1f} GiB",
+        )
+    return (
+        "ease",
+        f"{n_items:,} items <= ease_max_items = {ease_max_items:,}; "
+        f"EASE needs {need / GIB:.2f} GiB",
+    )
 
 
 def time_decayed_popularity(

@@ -49,6 +49,11 @@ class FusionConfig:
 # Weights tuned on ML-100k validation (each user's second-to-last item); see docs/retrieval.md.
 DEFAULT_WEIGHTS: dict[str, float] = {
     "ease": 1.0,
+    # the factor models take EASE's slot on catalogues too big for it (cf_model, docs/scale.md);
+    # not tunable on ML-100k, where "auto" keeps EASE, so they inherit EASE's weight
+    "als": 1.0,
+    "bpr": 1.0,
+    "factors": 1.0,
     "itemknn": 1.0,
     "transitions": 0.3,
     "popularity": 0.05,
@@ -64,6 +69,16 @@ class HybridConfig:
     ease_l2: float = 400.0  # EASE ridge strength
     ease_half_life: float = 10.0  # EASE history weight halves every this many items back
     ease_max_items: int = 5_000  # EASE needs items^2 memory and items^3 time; above this, skipped
+    # main CF source: "auto" = EASE up to ease_max_items items while its ~32 B x items^2 fits
+    # in memory, else "als" (memory linear in items); or "ease", "als", "bpr", "factors", "none"
+    cf_model: str = "auto"
+    cf_factors_path: str | None = None  # .npz factors from Spark/implicit (cf_model="factors")
+    cf_memory_gb: float | None = None  # memory a CF fit may use; None = 80% of MemAvailable
+    mf_factors: int = 64  # ALS/BPR latent dimensions (~256 B per item and per user)
+    mf_iterations: int = 15  # ALS sweeps (BPR runs mf_iterations x 4 epochs of SGD)
+    mf_regularization: float = 0.05  # ALS/BPR L2 strength, also the fold-in ridge
+    mf_alpha: float = 10.0  # ALS confidence per unit of interaction weight
+    mf_device: str = "cpu"  # "cpu", or "cuda" with a CUDA build of implicit
     knn_k: int = 200  # ItemKNN neighbours per item
     knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
     knn_half_life: float = 3.0  # ItemKNN history recency half-life (items)
@@ -79,24 +94,85 @@ class HybridConfig:
     content_pool: int = 300  # hits fetched per content/query search from a store without `scores`
     n_candidates: int = 50  # candidates returned
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    # a chat turn that asks in words multiplies the `query` weight by this, so the request is
+    # not drowned by a long history (issue 12: "calm to listen to" got the user's old films);
+    # agent/chat/turn.py, docs/conversation.md
+    chat_query_boost: float = 3.0
+
+
+# Merge weights of the conversational retriever's sources (retrieval/conversational.py), tuned
+# on the validation dialogues of ReDial (first 20% by dialog_id); see docs/redial.md.
+CONVERSATION_WEIGHTS: dict[str, float] = {
+    "itemknn": 1.0,  # co-rating neighbours of the liked films (MovieLens latest-small)
+    "ease": 0.0,  # EASE on the same co-ratings
+    "content": 0.5,  # text cosine to the liked films' profile
+    "query": 1.0,  # text cosine to the user's own words
+    "attributes": 0.5,  # genre / people / era matches from the request
+    "popularity": 0.2,  # outside-the-test-set popularity (MovieLens counts, review counts)
+    "prior": 0.0,  # in-domain prior (e.g. counts of validation-dialogue films); 0 when absent
+}
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    """Conversational retriever settings (candidates from a chat state, no user history)."""
+
+    knn_k: int = 100  # ItemKNN neighbours per item on the co-ratings
+    knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
+    ease_l2: float = 200.0  # EASE ridge strength on the co-ratings
+    ease_max_items: int = 5_000  # EASE is skipped above this many rated films (items^3 time)
+    negative_weight: float = 0.5  # a disliked film's weight in CF rows and the content profile
+    n_candidates: int = 50  # candidates returned by `generate`
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(CONVERSATION_WEIGHTS))
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """What a rating means on the 1-5 scale, in one place for the agent, evidence, prompts
+    and evaluations (MovieLens convention: 4 and 5 are likes, 1 and 2 dislikes)."""
+
+    like_min: float = 4.0  # rated >= this: a like (cited as a reason, liked list in prompts)
+    dislike_max: float = 2.0  # rated <= this: a dislike (pushes profiles away, disliked list)
+    like_value: float = 5.0  # the rating a "like" from chat or the UI is stored as
+    dislike_value: float = 1.0  # the rating a "dislike" is stored as
+
+
+RATING_SCALE = RatingScale()  # the defaults, for code that is not handed a config
 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    model: str = "qwen2.5-coder-1.5b"  # packaged name, hub id or local folder
-    backend: str = "transformers"  # a key of agent.llm.BACKENDS
+    model: str = "qwen2.5-coder-1.5b"  # packaged name, local .gguf, hub id or local folder
+    # "auto" (CUDA -> transformers NF4; CPU -> llama.cpp or transformers, whichever a short
+    # probe measures faster here, cached; agent/llm/probe.py), "llama.cpp", "transformers",
+    # or "openai" (an OpenAI-compatible server at `endpoint`)
+    backend: str = "auto"
     device: str | None = None  # None = cuda if available else cpu
     quantization: str = "auto"  # "auto" (nf4 on cuda, none on cpu), "nf4", "int8", "none"
     cache_dir: str | None = None  # converted-weights cache; None = <home>/models
     time_budget_s: float = 15.0  # re-rank budget per request; past it the retriever order stands
-    num_threads: int = 2  # torch threads on CPU
+    num_threads: int = 2  # CPU threads (torch intra-op; llama.cpp prompt and generation)
+    # llama.cpp context in tokens: one re-rank request needs ~300 (history once + all candidates);
+    # 4096 leaves room for chat history and explanations at ~115 MB of KV cache for the 1.5B
+    n_ctx: int = 4096
+    # backend "openai": base URL of the server, e.g. "http://127.0.0.1:8000/v1" (vLLM,
+    # llama.cpp server, Ollama); None = not configured
+    endpoint: str | None = None
+    server_model: str | None = None  # model name on the server; None = the first it lists
+    api_key_env: str | None = None  # NAME of the env variable holding the API key; None = no key
+    request_timeout_s: float = 30.0  # per HTTP request to the server; then ServerTimeoutError
     reranker: str = "llm-pointwise"  # "llm-pointwise", "llm-listwise" or "identity" (no LLM)
     # LLM weight in the final score. 0 = the LLM takes no part in ranking and is not run for it
     # (explanations still use it). 0 is what validation chose for the 1.5B with these CPU-sized
     # prompts on MovieLens: no weight improved both protocols (docs/rerank.md). Set e.g. 0.25
-    # to re-rank with the LLM anyway, or after re-tuning with `python -m agent.rerank_eval`.
+    # to re-rank with the LLM anyway, or after re-tuning with `fusionrec eval --protocol rerank`.
     alpha: float = 0.0
     rerank_top: int = 20  # how many retriever candidates the LLM re-scores; the rest keep order
+    # Chat turns whose request has words are re-ranked by the conversation re-ranker
+    # (agent/rerank/conversation.py) with this LLM weight; 0 = never. The value is to be set
+    # from validation (ReDial dialogues, the request benchmark; docs/conversation.md).
+    chat_alpha: float = 0.5
+    chat_top: int = 12  # candidates the conversation re-rank scores (~35 prompt tokens each)
     # Prompt size sets the CPU latency (~21 tokens/s for the 1.5B on 2 cores; docs/rerank.md):
     # these defaults give ~280 tokens for 20 candidates. Raise them on a GPU.
     max_history: int = 8  # most recent liked titles in the re-rank prompt (plus 3 disliked)
@@ -108,6 +184,19 @@ class LLMConfig:
     # so a slow machine gives up before the long pass, not after it.
     batch_size: int = 20
     explain: bool = True  # let the LLM word explanations (False = deterministic template only)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Limits that keep ingest's memory and time bounded by the work, not by file sizes."""
+
+    # image/audio files larger than this are refused before a byte is read (a 10-minute
+    # 48 kHz 24-bit stereo WAV is ~170 MB; a 2 GB "image" would otherwise be read and hashed)
+    max_file_mb: float = 200.0
+    max_audio_seconds: float = 600.0  # audio is decoded up to this point only (the rest unread)
+    # a second ingest into the same store waits this long for the first, then says another
+    # ingest is running (0 = say so at once); the lock file is in the store folder
+    lock_wait_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +213,9 @@ class FusionrecConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    ratings: RatingScale = field(default_factory=RatingScale)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FusionrecConfig:

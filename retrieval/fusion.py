@@ -1,4 +1,9 @@
-"""Score fusion as pure numpy, built so every score decomposes exactly into its parts.
+"""Every score fusion, as pure numpy, built so every score decomposes exactly into its parts.
+
+- modalities: per-modality cosines weighted and renormalised (`renormalise`, `profile_vector`,
+  `history_contributions`); `space_weights` turns [fusion] modality weights into merge weights;
+- candidate sources: per-row min-max, weighted sum (`normalise`, `merge_scores`) or RRF;
+- retriever + LLM: `fuse_scores` (alpha-weighted min-max within one request).
 
 Content score of an item for a user = sum over modalities m of w_m * cos(p_m, v_m), where
 p_m = sum_h a_h v_m(h) / ||sum_h a_h v_m(h)|| is the user's profile in modality m and the
@@ -9,6 +14,7 @@ w_m * a_h * (v_m(h) . v_m) / ||sum_h a_h v_m(h)||. Those terms are what explanat
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -84,3 +90,56 @@ def fuse_scores(retriever: np.ndarray, llm: np.ndarray, alpha: float) -> np.ndar
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     return alpha * minmax(llm) + (1.0 - alpha) * minmax(retriever)
+
+
+def normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Per-row min-max over unseen, retrieved items -> [0, 1]; NaN (not retrieved) -> 0.
+
+    Args:
+        scores: `(m, n)` raw source scores, NaN where not retrieved.
+        seen: `(m, n)` bool mask of items excluded from the ranking.
+    """
+    s = np.where(seen, np.nan, scores.astype(np.float64))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: source absent for that user
+        lo = np.nanmin(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
+        hi = np.nanmax(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
+        out = (s - lo) / (hi - lo)
+    return np.nan_to_num(np.where(np.isfinite(out), out, 0.0), nan=0.0)
+
+
+def merge_scores(
+    raw: Mapping[str, np.ndarray], seen: np.ndarray, weights: Mapping[str, float]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Weighted sum of normalised sources; seen items get -inf.
+
+    Returns:
+        merged `(m, n)` float64 and {source: weight x normalised score} (the exact parts).
+    """
+    m, n = seen.shape
+    merged = np.zeros((m, n))
+    contrib: dict[str, np.ndarray] = {}
+    for name, s in raw.items():
+        w = float(weights.get(name, 0.0))
+        if w:
+            contrib[name] = w * normalise(s, seen)
+            merged += contrib[name]
+    merged[seen] = -np.inf
+    return merged, contrib
+
+
+def space_weights(
+    weights: Mapping[str, float], modality_weights: Mapping[str, float], spaces: Sequence[str]
+) -> dict[str, float]:
+    """Merge weights with a `content-<space>` weight for each content space present.
+
+    Image and audio profiles weigh relative to text as the [fusion] modality weights say:
+    `content-<s>` = modality_weights[s] x weights["content-text"] (default 0.1), unless the
+    weights already name that source.
+    """
+    out = dict(weights)
+    for s in spaces:
+        out.setdefault(
+            f"content-{s}", float(modality_weights.get(s, 0.0)) * out.get("content-text", 0.1)
+        )
+    return out

@@ -13,13 +13,16 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retrieval.catalogue import Item, RowError, read_catalogue
+from retrieval.config import IngestConfig
 from retrieval.encoders.base import Encoder
+from retrieval.errors import StoreError
 from retrieval.store import VectorStore
 
 logger = logging.getLogger(__name__)
@@ -165,22 +168,31 @@ class Encoders:
         }
 
 
-def _file_digest(path: str | None) -> str:
+HASH_CHUNK_BYTES = 1 << 20  # media files are hashed in 1 MB reads, never read whole
+
+
+def _file_digest(path: str | None, *, max_bytes: int | None = None) -> str:
+    """SHA-1 of a media file read in chunks; a file over `max_bytes` is not read at all."""
     if not path or "://" in path:
         return str(path)
     try:
-        return hashlib.sha1(Path(path).read_bytes()).hexdigest()
-    except OSError as e:
-        return f"unreadable:{e.errno}"
+        p = Path(path)
+        st = p.stat()
+        if max_bytes is not None and st.st_size > max_bytes:  # refused at load; not read here
+            return f"too-large:{st.st_size}:{st.st_mtime_ns}"
+        h = hashlib.sha1()
+        with p.open("rb") as fh:
+            while chunk := fh.read(HASH_CHUNK_BYTES):
+                h.update(chunk)
+        return h.hexdigest()
+    except (OSError, ValueError) as e:
+        return f"unreadable:{getattr(e, 'errno', None)}"
 
 
-def content_hash(item: Item, signature: dict[str, Any]) -> str:
+def content_hash(item: Item, signature: dict[str, Any], *, max_bytes: int | None = None) -> str:
     """Changes whenever the item's text, media bytes or the encoders change."""
-    payload = {
-        "item": dataclasses.asdict(item)
-        | {"image": _file_digest(item.image), "audio": _file_digest(item.audio)},
-        "encoders": signature,
-    }
+    media = {m: _file_digest(getattr(item, m), max_bytes=max_bytes) for m in ("image", "audio")}
+    payload = {"item": dataclasses.asdict(item) | media, "encoders": signature}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -249,14 +261,47 @@ def _encode_media(
     return tags
 
 
-def _media_loader(modality: str) -> Callable[[str], Any]:
+def _media_loader(modality: str, limits: IngestConfig) -> Callable[[str], Any]:
+    """The per-file decoder for `modality`, refusing files over the configured size."""
+    max_bytes = int(limits.max_file_mb * 2**20)
     if modality == "image":
         from retrieval.encoders.image import load_image
 
-        return load_image
+        return lambda path: load_image(path, max_bytes=max_bytes)
     from retrieval.encoders.audio import YAMNET_SR, load_audio
 
-    return lambda path: (load_audio(path), YAMNET_SR)  # encoders take (samples, rate)
+    def audio(path: str) -> tuple[Any, int]:  # encoders take (samples, rate)
+        wave = load_audio(path, max_seconds=limits.max_audio_seconds, max_bytes=max_bytes)
+        return wave, YAMNET_SR
+
+    return audio
+
+
+@contextmanager
+def ingest_lock(store: VectorStore, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the store's ingest lock: one ingest at a time (other processes or threads).
+
+    Raises:
+        StoreError: another ingest still holds it after `wait_s` seconds.
+    """
+    from filelock import FileLock, Timeout
+
+    path = store.lock_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), thread_local=False)
+    if wait_s > 0:
+        logger.info("waiting up to %.0f s for the ingest lock %s", wait_s, path)
+    try:
+        lock.acquire(timeout=max(0.0, wait_s))
+    except Timeout as e:
+        raise StoreError(
+            f"another ingest into this store is running (lock {path}); try again when it "
+            "has finished, or set [ingest] lock_wait_s to wait for it"
+        ) from e
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def ingest_items(
@@ -267,12 +312,48 @@ def ingest_items(
     batch_size: int = 32,
     show_progress: bool = False,
     failed: list[RowError] | None = None,
+    limits: IngestConfig | None = None,
+    source: str | Path | None = None,
 ) -> IngestReport:
-    """Encode and upsert `items`; unchanged items are skipped, so re-running resumes."""
-    items = list(items)
+    """Encode and upsert `items`; unchanged items are skipped, so re-running resumes.
+
+    Holds the store's ingest lock throughout (see `ingest_lock`); `limits` bounds file
+    sizes and decoded audio (default: `IngestConfig()`). `source`, the folder of the
+    catalogue the items came from, is stored with each new or changed item (`item_sources`):
+    the app serves an item's media only from inside it (or from folders the operator names).
+
+    Raises:
+        StoreError: another ingest into the same store is running.
+    """
+    limits = limits or IngestConfig()
+    with ingest_lock(store, wait_s=limits.lock_wait_s):
+        return _ingest_locked(
+            list(items),
+            store,
+            encoders,
+            batch_size=batch_size,
+            show_progress=show_progress,
+            failed=failed,
+            limits=limits,
+            source=None if source is None else str(Path(source).resolve()),
+        )
+
+
+def _ingest_locked(
+    items: list[Item],
+    store: VectorStore,
+    encoders: Encoders,
+    *,
+    batch_size: int,
+    show_progress: bool,
+    failed: list[RowError] | None,
+    limits: IngestConfig,
+    source: str | None,
+) -> IngestReport:
     report = IngestReport(failed=list(failed or []))
     signature = encoders.signature()
-    hashes = {i.id: content_hash(i, signature) for i in items}
+    max_bytes = int(limits.max_file_mb * 2**20)
+    hashes = {i.id: content_hash(i, signature, max_bytes=max_bytes) for i in items}
     existing: dict[str, str] = {}
     if items:
         ids, _, metas = store.get("text", [i.id for i in items], include_vectors=False)
@@ -291,7 +372,8 @@ def ingest_items(
         for modality in ("image", "audio"):
             if getattr(encoders, modality) is None:
                 continue
-            ok, loaded = _load_media(batch, modality, _media_loader(modality), batch_failed)
+            loader = _media_loader(modality, limits)
+            ok, loaded = _load_media(batch, modality, loader, batch_failed)
             try:
                 tags = _encode_media(store, encoders, modality, ok, loaded, batch_size)
             except ValueError as e:  # a decode problem only visible inside the model
@@ -310,6 +392,7 @@ def ingest_items(
                 "has_image": bool(i.image),
                 "has_audio": bool(i.audio),
             }
+            | ({"source_dir": source} if source else {})
             for i in batch
         ]
         store.upsert(
@@ -335,12 +418,49 @@ def ingest_catalogue(
     *,
     batch_size: int = 32,
     show_progress: bool = False,
+    limits: IngestConfig | None = None,
+    media_root: str | Path | None = None,
 ) -> IngestReport:
-    """Read a catalogue file and ingest every good row; bad rows land in the report."""
+    """Read a catalogue file and ingest every good row; bad rows land in the report.
+
+    Args:
+        media_root: when given (uploads), media paths outside this folder are never opened:
+            the field is dropped and reported as "not found or not readable", the same words
+            as for a missing file, so a report cannot tell whether a path exists.
+    """
     items, errors = read_catalogue(path)
+    if media_root is not None:
+        items = [_confine_media(i, Path(media_root), errors) for i in items]
     return ingest_items(
-        items, store, encoders, batch_size=batch_size, show_progress=show_progress, failed=errors
+        items,
+        store,
+        encoders,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        failed=errors,
+        limits=limits,
+        source=Path(path).expanduser().resolve().parent,
     )
+
+
+def _confine_media(item: Item, root: Path, errors: list[RowError]) -> Item:
+    """`item` without any local media path that resolves outside `root` (each one reported)."""
+    for modality in ("image", "audio"):
+        path = getattr(item, modality)
+        if not path or "://" in path:
+            continue
+        try:
+            Path(path).resolve().relative_to(root.resolve())
+        except (ValueError, OSError, RuntimeError):
+            errors.append(RowError(item.id, modality, f"{modality} not found or not readable"))
+            item = dataclasses.replace(item, **{modality: None})
+    return item
+
+
+def item_sources(store: VectorStore) -> dict[str, str]:
+    """Item id -> the catalogue folder it was ingested from (items ingested with a source)."""
+    ids, _, metas = store.get("text", include_vectors=False)
+    return {i: m["source_dir"] for i, m in zip(ids, metas, strict=True) if m.get("source_dir")}
 
 
 def items_from_store(store: VectorStore) -> dict[str, Item]:

@@ -44,6 +44,16 @@ def hit_rate_at_k(
     return 1.0 if any(i in rel for i in _top(ranked, k)) else 0.0
 
 
+def ndcg_of_rank(rank: np.ndarray | float, k: int) -> np.ndarray | float:
+    """NDCG@k with ONE relevant item at 1-based `rank`: 1/log2(rank+1) inside the top k, else 0.
+
+    The one place the single-item gain is written; vectorised over an array of ranks.
+    """
+    r = np.asarray(rank, dtype=np.float64)
+    out = np.where(r <= k, 1.0 / np.log2(np.maximum(r, 1.0) + 1.0), 0.0)
+    return float(out) if out.ndim == 0 else out
+
+
 def ndcg_at_k(
     ranked: Sequence[Hashable] | np.ndarray, relevant: Collection[Hashable], k: int
 ) -> float:
@@ -115,7 +125,5 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = (10, 20, 50)) -> d
         hit = r <= k
         out[f"recall@{k}"] = float(hit.mean()) if len(r) else 0.0
         out[f"hr@{k}"] = out[f"recall@{k}"]
-        out[f"ndcg@{k}"] = (
-            float(np.where(hit, 1.0 / np.log2(r + 1.0), 0.0).mean()) if len(r) else 0.0
-        )
+        out[f"ndcg@{k}"] = float(ndcg_of_rank(r, k).mean()) if len(r) else 0.0
     return out

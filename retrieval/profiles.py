@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from retrieval.config import RATING_SCALE
 from retrieval.fusion import profile_vector
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def profile_weights(
     history: History,
     *,
     half_life: float | None = 20.0,
-    like_threshold: float | None = 4.0,
+    like_threshold: float | None = RATING_SCALE.like_min,
     negative_weight: float = 0.5,
     rated_scale: bool = False,
 ) -> tuple[list[str], np.ndarray]:
@@ -114,7 +115,7 @@ def build_profile(
     *,
     spaces: Sequence[str] = ("text",),
     half_life: float | None = 20.0,
-    like_threshold: float | None = 4.0,
+    like_threshold: float | None = RATING_SCALE.like_min,
     negative_weight: float = 0.5,
 ) -> dict[str, np.ndarray]:
     """Per-space profile vectors for one user.

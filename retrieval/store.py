@@ -22,6 +22,9 @@ from retrieval.errors import StoreError
 logger = logging.getLogger(__name__)
 
 SPACES = ("text", "image", "audio", "image-text", "audio-text")
+# HNSW settings of new collections; recall/latency against exact search per size in docs/scale.md
+HNSW_SEARCH_EF = 128
+HNSW_CONSTRUCTION_EF = 128
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,22 @@ class VectorStore:
             prefix=config.store.collection_prefix,
         )
 
+    @property
+    def lock_path(self) -> Path:
+        """The file whose lock lets one writer (ingest) at a time into this store.
+
+        In the store's folder for an embedded store; for a `chroma run` server, under
+        <home>/locks (so it serialises the writers on this machine only).
+        """
+        settings = self._client.get_settings()
+        name = f"{self._prefix}.ingest.lock"
+        if settings.is_persistent and settings.persist_directory:
+            return Path(settings.persist_directory) / name
+        from retrieval.config import default_home
+
+        where = f"{settings.chroma_server_host}_{settings.chroma_server_http_port}"
+        return default_home() / "locks" / f"{where}_{name}"
+
     def _name(self, space: str) -> str:
         if space not in SPACES:
             raise StoreError(f"unknown vector space '{space}'; valid: {', '.join(SPACES)}")
@@ -117,7 +136,11 @@ class VectorStore:
         col = self._collections.get(name)
         if col is None:
             # search_ef 128: Chroma's default (10) recalls only ~0.66 of exact top-50 at 100k items
-            meta = {"hnsw:space": "cosine", "hnsw:search_ef": 128, "hnsw:construction_ef": 128}
+            meta = {
+                "hnsw:space": "cosine",
+                "hnsw:search_ef": HNSW_SEARCH_EF,
+                "hnsw:construction_ef": HNSW_CONSTRUCTION_EF,
+            }
             if encoder_config is not None:
                 meta["encoder"] = json.dumps(encoder_config, sort_keys=True)
             col = self._client.get_or_create_collection(

@@ -58,9 +58,9 @@ def test_upload_names_lose_folders_and_odd_characters(name: str, expected: str) 
 def test_traversal_name_is_written_inside_the_upload_dir(tmp_path: Path) -> None:
     src = tmp_path / "incoming.csv"
     src.write_text("id,title\n1,A\n")
-    uploads = tmp_path / "a" / "uploads"
-    saved = uploads.save_upload(src, uploads, name="../../../../escape.csv")
-    assert saved.name == "escape.csv" and serving.inside(uploads, saved)
+    updir = tmp_path / "a" / "uploads"
+    saved = uploads.save_upload(src, updir, name="../../../../escape.csv")
+    assert saved.name == "escape.csv" and serving.inside(updir, saved)
     assert not (tmp_path / "escape.csv").exists()
     assert _files_under(tmp_path) == {src, saved}
 
@@ -68,10 +68,10 @@ def test_traversal_name_is_written_inside_the_upload_dir(tmp_path: Path) -> None
 def test_oversize_upload_is_refused_before_copying(tmp_path: Path) -> None:
     src = tmp_path / "big.csv"
     src.write_bytes(b"x" * 2048)
-    uploads = tmp_path / "uploads"
+    updir = tmp_path / "uploads"
     with pytest.raises(uploads.UploadError, match="over the"):
-        uploads.save_upload(src, uploads, max_bytes=1024)
-    assert not uploads.exists() or not _files_under(uploads)
+        uploads.save_upload(src, updir, max_bytes=1024)
+    assert not updir.exists() or not _files_under(updir)
 
 
 def test_upload_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
@@ -95,11 +95,11 @@ def _zip(path: Path, members: dict[str, bytes], *, symlink: str | None = None) -
 )
 def test_zip_slip_members_are_refused(tmp_path: Path, evil: str) -> None:
     archive = _zip(tmp_path / "in.zip", {"items.csv": b"id,title\n1,A\n", evil: b"pwned"})
-    uploads = tmp_path / "uploads"
+    updir = tmp_path / "uploads"
     with pytest.raises(uploads.UploadError, match="outside"):
-        uploads.save_upload(archive, uploads)
+        uploads.save_upload(archive, updir)
     assert not (tmp_path / "evil.csv").exists()
-    assert all(serving.inside(uploads, p) for p in _files_under(uploads))
+    assert all(serving.inside(updir, p) for p in _files_under(updir))
 
 
 def test_zip_symlink_member_is_refused(tmp_path: Path) -> None:
@@ -121,11 +121,11 @@ def test_zip_with_catalogue_and_media_unpacks_inside(tmp_path: Path) -> None:
         tmp_path / "bundle.zip",
         {"shop/items.jsonl": b'{"id": "1", "title": "A"}\n', "shop/media/a.png": b"\x89PNG"},
     )
-    uploads = tmp_path / "uploads"
-    catalogue = uploads.save_upload(archive, uploads)
-    assert catalogue.name == "items.jsonl" and serving.inside(uploads, catalogue)
+    updir = tmp_path / "uploads"
+    catalogue = uploads.save_upload(archive, updir)
+    assert catalogue.name == "items.jsonl" and serving.inside(updir, catalogue)
     assert (catalogue.parent / "media" / "a.png").is_file()
-    assert not list(uploads.rglob("*.zip"))  # the archive itself is not kept
+    assert not list(updir.rglob("*.zip"))  # the archive itself is not kept
 
 
 def test_zip_without_exactly_one_catalogue_is_refused(tmp_path: Path) -> None:

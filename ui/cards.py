@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from agent.streams import with_result
+
 logger = logging.getLogger(__name__)
 
 CSS = """
@@ -45,6 +47,8 @@ def result_header(result: Any | None, user_id: str) -> str:
     if result.query:
         text += f" — “{_md(result.query)}”"
     text += " · re-ranked by the LLM" if result.reranked else " · retriever order"
+    if getattr(result, "understood", None):  # what the chat's conversation state read
+        text += f"\n\n**Understood:** {_md(result.understood)}"
     if result.note:
         text += f"\n\n_{_md(result.note)}_"
     return text
@@ -110,12 +114,5 @@ def explain_with_evidence(
     agent: Any, user_id: str, item_id: str
 ) -> Iterator[tuple[str, Any | None]]:
     """Stream `(text so far, None)` from `explain_stream`, then `(final text, Explanation)`."""
-    gen = agent.explain_stream(user_id, item_id)
-    while True:
-        try:
-            text = next(gen)
-        except StopIteration as stop:
-            exp = stop.value
-            yield exp.text, exp
-            return
-        yield text, None
+    for text, exp in with_result(agent.explain_stream(user_id, item_id)):
+        yield (exp.text, exp) if exp is not None else (text, None)

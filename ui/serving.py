@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +66,50 @@ def clean_user_id(text: Any) -> str:
 
 
 # ---- media -------------------------------------------------------------------------------------
-def media_files(items: Iterable[Any], *, under: Path | None = None) -> list[str]:
+def media_files(
+    items: Iterable[Any],
+    *,
+    under: Path | None = None,
+    sources: Mapping[str, str] | None = None,
+    roots: Iterable[Path] = (),
+) -> list[str]:
     """Absolute paths of local image/audio files the cards may show (gradio `allowed_paths`).
 
     Exact files, not folders, so the server never serves a neighbour of a media file.
-    With `under`, only files inside that folder count (uploaded catalogues).
+    With `under`, only files inside that folder count (uploaded catalogues). With `sources`
+    (item id -> the folder its catalogue was ingested from, `retrieval.ingest.item_sources`),
+    a file counts only inside its own item's catalogue folder or one of `roots` (folders the
+    operator chose: the upload folder, `--media-dir`); so a catalogue row naming a file
+    elsewhere on disk never makes that file servable, before or after a restart.
     """
+    roots = [Path(r) for r in roots]
     out: set[str] = set()
     for item in items:
+        allowed = list(roots)
+        if sources is not None and sources.get(item.id):
+            allowed.append(Path(sources[item.id]))
         for path, kinds in ((item.image, IMAGE_SUFFIXES), (item.audio, AUDIO_SUFFIXES)):
             if not path or "://" in path:
                 continue
             p = Path(path)
-            if p.suffix.lower() in kinds and p.is_file() and (under is None or inside(under, p)):
-                out.add(str(p.resolve()))
+            if not (p.suffix.lower() in kinds and p.is_file()):
+                continue
+            if under is not None and not inside(under, p):
+                continue
+            if sources is not None and not any(inside(r, p) for r in allowed):
+                continue
+            out.add(str(p.resolve()))
     return sorted(out)
+
+
+def allowed_media(
+    agent: Any, *, upload_dir: Path, media_dirs: Iterable[str | Path] = ()
+) -> set[str]:
+    """The media files the app may serve for `agent`'s catalogue (see `media_files`)."""
+    from retrieval.ingest import item_sources
+
+    roots = [Path(upload_dir).expanduser(), *(Path(d).expanduser() for d in media_dirs)]
+    return set(media_files(agent.items.values(), sources=item_sources(agent.store), roots=roots))
 
 
 def servable(path: str | None, allowed: set[str]) -> str | None:

@@ -9,6 +9,7 @@ import stat
 import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -92,25 +93,27 @@ def save_upload(
     dest = folder / safe
     if not inside(root, dest):  # cannot happen after sanitising; kept as the last line of defence
         raise UploadError(f"{safe}: refusing to write outside the upload folder")
-    shutil.copyfile(src, dest)
-    if not safe.lower().endswith(".zip"):
-        return dest
-    try:
+    try:  # a refused upload leaves nothing behind (not even what a zip had unpacked so far)
+        shutil.copyfile(src, dest)
+        if not safe.lower().endswith(".zip"):
+            return dest
         extract_zip(dest, folder / "files")
-    finally:
-        dest.unlink(missing_ok=True)
-    found = sorted(
-        p
-        for p in (folder / "files").rglob("*")
-        if p.is_file() and p.suffix.lower() in CATALOGUE_SUFFIXES
-    )
-    if len(found) != 1:
-        names = ", ".join(p.name for p in found[:5]) or "none"
-        raise UploadError(
-            f"{safe}: a zip must hold exactly one catalogue "
-            f"({', '.join(CATALOGUE_SUFFIXES)}); found {len(found)} ({names})"
+        dest.unlink()
+        found = sorted(
+            p
+            for p in (folder / "files").rglob("*")
+            if p.is_file() and p.suffix.lower() in CATALOGUE_SUFFIXES
         )
-    return found[0]
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found[:5]) or "none"
+            raise UploadError(
+                f"{safe}: a zip must hold exactly one catalogue "
+                f"({', '.join(CATALOGUE_SUFFIXES)}); found {len(found)} ({names})"
+            )
+        return found[0]
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def extract_zip(
@@ -162,12 +165,29 @@ def extract_zip(
             if not inside(dest, target):
                 raise UploadError(f"zip member {info.filename!r} points outside the upload folder")
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as fin, target.open("wb") as fout:
-                while chunk := fin.read(1 << 20):
-                    written += len(chunk)
-                    if written > max_total:
-                        raise UploadError(f"zip unpacks to more than {max_total / 2**20:.0f} MB")
-                    fout.write(chunk)
+            try:
+                with zf.open(info) as fin, target.open("wb") as fout:
+                    while chunk := fin.read(1 << 20):
+                        written += len(chunk)
+                        if written > max_total:
+                            raise UploadError(
+                                f"zip unpacks to more than {max_total / 2**20:.0f} MB"
+                            )
+                        fout.write(chunk)
+            except UploadError:
+                raise
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                EOFError,
+                NotImplementedError,
+                RuntimeError,
+            ) as e:
+                # a false size, a bad CRC, a truncated member, encryption, an unknown method
+                raise UploadError(
+                    f"{Path(archive).name}: damaged or unsupported zip "
+                    f"(member {info.filename!r}: {e})"
+                ) from e
             out.append(target)
     return out
 
@@ -189,11 +209,21 @@ def ingest_upload(
         )
     try:
         path = save_upload(file, upload_dir, name=Path(file).name, max_bytes=max_bytes)
-        report = agent.ingest(path, show_progress=True)
+        # this upload's own folder: its rows may not name media anywhere else on the server
+        own = (
+            Path(upload_dir).expanduser() / path.relative_to(Path(upload_dir).expanduser()).parts[0]
+        )
+        report = agent.ingest(path, show_progress=True, media_root=own)
     except FusionrecError as e:
         logger.warning("upload refused: %s", e)
         return f"**Refused:** {e}", [], []
-    new = sorted(set(media_files(agent.items.values(), under=upload_dir)) - served)
+    if report.failed:  # the details stay in the server log; the page gets neutral wording
+        logger.info("upload %s: %s", path, [e.to_dict() for e in report.failed])
+    from retrieval.ingest import item_sources
+
+    sources = item_sources(agent.store)
+    files = media_files(agent.items.values(), under=upload_dir, sources=sources)
+    new = sorted(set(files) - served)
     served.update(new)
     return report_markdown(report, path.name), report_rows(report), new
 
@@ -206,7 +236,18 @@ def report_markdown(report: Any, name: str) -> str:
 
 
 def report_rows(report: Any) -> list[list[Any]]:
-    """Per-row errors of an IngestReport as table rows: row, id, field, error."""
+    """Per-row errors of an IngestReport as table rows: row, id, field, error.
+
+    A media problem reads "not found or not readable" whatever it was (missing, outside the
+    upload, unreadable, too large), so the page never tells a remote user whether some path
+    exists on the server; the full reason is in the server log.
+    """
     return [
-        [e.row if e.row is not None else "", e.id or "", e.field, e.error] for e in report.failed
+        [
+            e.row if e.row is not None else "",
+            e.id or "",
+            e.field,
+            f"{e.field} not found or not readable" if e.field in ("image", "audio") else e.error,
+        ]
+        for e in report.failed
     ]

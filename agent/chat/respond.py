@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,10 @@ CHAT_K = 5  # items listed in a chat reply; the UI cards show the same list
 def format_list(result: RecommendResult, header: str) -> str:
     """A short numbered list; the note says when the retriever order stood."""
     lines = [header]
+    if getattr(result, "understood", None):  # the conversation state, in a line (user words)
+        lines.append(
+            "_Understood: " + re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", result.understood) + "_"
+        )
     for rec in result.items:
         tags = ", ".join(rec.item.tags[:3])
         lines.append(f"{rec.rank}. {rec.item.title}" + (f" ({tags})" if tags else ""))
@@ -55,26 +60,28 @@ def _recommend(
     yield format_list(result, header)
 
 
+def _converse(agent: Any, user_id: str, header: str, k: int) -> Iterator[str]:
+    """The list for the conversation so far (agent/chat/turn.py): every turn changes it."""
+    yield header + "\n_(finding and ranking candidates…)_"
+    result = agent.recommend_conversation(user_id, k=k)
+    if not result.items:
+        yield "Nothing left to recommend: you have seen or ruled out the whole catalogue."
+        return
+    yield format_list(result, header)
+
+
 def respond(agent: Any, user_id: str, message: str, *, k: int = CHAT_K) -> Iterator[str]:
     """Stream the whole reply so far for one message. Errors become a sentence, never a crash."""
     intent = parse_intent(message)
     try:
         if intent.kind == "recommend" and agent.llm is not None and is_ambiguous(message):
             intent = classify(agent.llm, message) or intent  # rules first, LLM where they fail
+        if intent.kind != "help":  # every turn goes into the conversation state
+            agent.update_conversation(user_id, message)
         if intent.kind == "help":
             yield load_prompt("chat_help").render()
-        elif intent.kind == "recommend":
-            yield from _recommend(agent, user_id, intent.text, "Here is what I found:", k)
-        elif intent.kind == "refine":
-            base = agent.items[_resolve(agent, user_id, intent)]
-            query = ". ".join(p for p in (base.title, ", ".join(base.tags[:6]), intent.text) if p)
-            yield from _recommend(
-                agent,
-                user_id,
-                query,
-                f"Like “{base.title}”" + (f", but {intent.text}:" if intent.text else ":"),
-                k,
-            )
+        elif intent.kind in ("recommend", "refine"):
+            yield from _converse(agent, user_id, "Here is what I found:", k)
         elif intent.kind == "explain":
             item_id = _resolve(agent, user_id, intent)
             yield from agent.explain_stream(user_id, item_id)

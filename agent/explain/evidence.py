@@ -16,14 +16,19 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agent.records import Evidence, HistoryLink
 from retrieval.candidates import Candidate
 from retrieval.catalogue import Item
+from retrieval.config import RATING_SCALE
 from retrieval.fusion import history_contributions, renormalise
+
+if TYPE_CHECKING:
+    from retrieval.config import HybridConfig
+    from retrieval.profiles import History
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ __all__ = [
     "HistoryEntry",
     "build_evidence",
     "labels_from_metadata",
+    "scored_labels",
     "supported_modalities",
 ]
 
@@ -56,7 +62,7 @@ class HistoryEntry:
 
 
 def history_entries(
-    history: Any, config: Any, known: Collection[str] | None = None
+    history: History, config: HybridConfig, known: Collection[str] | None = None
 ) -> list[HistoryEntry]:
     """The user's history with the content-profile weights the retriever uses (`config` is a
     `HybridConfig`), so evidence contributions add up to the fused content score. Items not in
@@ -87,7 +93,13 @@ class CoLikes:
             use 1.0 for 0/1 implicit data).
     """
 
-    def __init__(self, user_items: Any, item_ids: Sequence[str], *, min_value: float = 4.0) -> None:
+    def __init__(
+        self,
+        user_items: Any,
+        item_ids: Sequence[str],
+        *,
+        min_value: float = RATING_SCALE.like_min,
+    ) -> None:
         from scipy import sparse
 
         matrix = sparse.csc_matrix(user_items, dtype=np.float32)
@@ -123,26 +135,42 @@ class CoLikes:
         return 0 if col is None else int(self._liked[:, col].sum())
 
 
-def labels_from_metadata(meta: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Image/sound labels from a store metadata dict (`image_tags`/`audio_tags` JSON lists).
+Label = str | tuple[str, float | None]  # an encoder label, optionally with its probability
+
+
+def scored_labels(meta: Mapping[str, Any]) -> dict[str, list[tuple[str, float | None]]]:
+    """What the encoders saw and heard, from a store metadata dict (`image_tags`/`audio_tags`:
+    JSON lists of [label, probability] written at ingest, best first).
 
     Returns:
-        {"image": [...], "audio": [...]} with only the modalities that have labels, best first.
+        {"image": [(label, probability or None), ...], "audio": [...]}, only the modalities
+        that have labels.
     """
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[tuple[str, float | None]]] = {}
     for modality in ("image", "audio"):
         raw = meta.get(f"{modality}_tags")
         if not raw:
             continue
         try:
             pairs = json.loads(raw) if isinstance(raw, str) else raw
-            labels = [str(p[0]) if isinstance(p, list | tuple) else str(p) for p in pairs]
+            labels = [_label_pair(p) for p in pairs]
         except (ValueError, TypeError, IndexError):
             logger.warning("unreadable %s_tags in store metadata: %r", modality, raw)
             continue
         if labels:
             out[modality] = labels
     return out
+
+
+def _label_pair(raw: Any) -> tuple[str, float | None]:
+    if isinstance(raw, list | tuple):
+        return str(raw[0]), (float(raw[1]) if len(raw) > 1 and raw[1] is not None else None)
+    return str(raw), None
+
+
+def labels_from_metadata(meta: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Image/sound label names from a store metadata dict (see `scored_labels`), best first."""
+    return {m: [name for name, _ in pairs] for m, pairs in scored_labels(meta).items()}
 
 
 def supported_modalities(evidence: Evidence, *, min_share: float = MIN_MODALITY_SHARE) -> set[str]:
@@ -194,6 +222,23 @@ def _history_links(
             )
     links.sort(key=lambda link: -abs(link.contribution))
     return links, scores
+
+
+def _label_names(
+    labels: Mapping[str, Mapping[str, Sequence[Label]]], item_id: str
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, float]]]:
+    """(item id -> modality -> label names; modality -> label -> probability for `item_id`)."""
+    names: dict[str, dict[str, list[str]]] = {}
+    scores: dict[str, dict[str, float]] = {}
+    for i, by_modality in labels.items():
+        for modality, raw in by_modality.items():
+            pairs = [_label_pair(p) for p in raw]
+            names.setdefault(i, {})[modality] = [n for n, _ in pairs]
+            if i == item_id:
+                known = {n: p for n, p in pairs if p is not None}
+                if known:
+                    scores[modality] = known
+    return names, scores
 
 
 def _tag_sets(
@@ -257,7 +302,7 @@ def build_evidence(
     items: Mapping[str, Item],
     vectors: Mapping[str, Mapping[str, np.ndarray]],
     weights: Mapping[str, float],
-    labels: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    labels: Mapping[str, Mapping[str, Sequence[Label]]] | None = None,
     co_likes: CoLikes | None = None,
     user_index: int | None = None,
     request: str | None = None,
@@ -278,7 +323,8 @@ def build_evidence(
             "image", "audio" make up the content score; "image-text"/"audio-text" (label
             bridges) are also used to score the request.
         weights: fusion weights per modality (renormalised over the modalities present).
-        labels: item id -> {"image"/"audio": labels}, e.g. from `labels_from_metadata`.
+        labels: item id -> {"image"/"audio": labels, best first}, each a name or a (name,
+            probability) pair as `scored_labels` reads them from the store.
         co_likes: interaction counts; None leaves `co_liked` empty.
         user_index: the user's row in the interaction matrix, excluded from co-like counts.
         request: the chat request this item should answer.
@@ -298,7 +344,7 @@ def build_evidence(
     if item_id not in items:
         raise KeyError(f"item '{item_id}' is not in the catalogue")
     item = items[item_id]
-    labels = labels or {}
+    labels, label_scores = _label_names(labels or {}, item_id)
     titles = {i: it.title for i, it in items.items()}
     links, scores = _history_links(item_id, history, vectors, weights, titles)
     item_labels = {m: list(v) for m, v in labels.get(item_id, {}).items() if v}
@@ -322,6 +368,7 @@ def build_evidence(
         request=request,
         request_score=_request_score(item_id, request_vector, vectors),
         labels=item_labels,
+        label_scores=label_scores,
         disliked_tags=against,
         rank=rank,
         retriever_score=candidate.score if candidate is not None else None,

@@ -10,38 +10,35 @@ into the UI: LLM errors and malformed output are logged as warnings.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from agent.explain.evidence import MIN_MODALITY_SHARE
 from agent.explain.faithfulness import (
     FaithfulnessResult,
+    MaskedText,
     TitleIndex,
     check_faithfulness,
+    mask_titles,
     names_a_reason,
-    title_forms,
 )
 from agent.explain.render import ITEM_TAG, MAX_SENTENCES, EvidenceRenderer, plain
+from agent.llm.base import LLM
 from agent.prompting import load_prompt
 from agent.records import Evidence, Explanation
+from agent.streams import drain
 from retrieval.catalogue import Item
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Explainer", "TextGenerator"]
+__all__ = ["Explainer", "split_sentences"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d')]*\s+(?=[\"\u201c(]?[A-Z0-9#])")
 _PREAMBLE = re.compile(r"^\s*(?:explanation|answer|response|sentences?)\s*:\s*", re.I)
-
-
-class TextGenerator(Protocol):
-    """What the explainer needs from an LLM (`agent.llm.LLM` satisfies it)."""
-
-    def generate(self, prompt: str, *, max_new_tokens: int = ...) -> str: ...
 
 
 def _clean(text: str) -> str:
@@ -52,41 +49,45 @@ def _clean(text: str) -> str:
 def split_sentences(text: str, evidence: Evidence | None = None) -> list[str]:
     """Sentences of `text` (a trailing fragment without end punctuation is kept last).
 
-    Evidence titles are protected first, so "L.A. Confidential" or "Mars Attacks!" do not
-    end a sentence.
+    Evidence titles are masked first (`mask_titles`), so "L.A. Confidential" or "Mars
+    Attacks!" do not end a sentence.
     """
-    originals: list[str] = []
-    if evidence is not None:
-        titles = {
-            evidence.title,
-            *(lk.title for lk in evidence.history),
-            *(t for _, t, _ in evidence.co_liked),
-        }
-        forms = sorted({f for t in titles for f in title_forms(t)}, key=len, reverse=True)
-        if forms:
-            pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, forms)) + r")(?!\w)", re.I)
-
-            def protect(m: re.Match[str]) -> str:
-                originals.append(m.group(0))
-                return f"QQTITLE{len(originals) - 1}QQ"
-
-            text = pattern.sub(protect, text)
-    out = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-    if not originals:
-        return out
-    return [re.sub(r"QQTITLE(\d+)QQ", lambda m: originals[int(m.group(1))], s) for s in out]
+    masked = mask_titles(text.strip(), evidence) if evidence is not None else MaskedText(text)
+    out = [s.strip() for s in _SENTENCE_END.split(masked.text.strip()) if s.strip()]
+    return [masked.unmask(s) for s in out]
 
 
 def _finished(sentence: str) -> bool:
     return sentence.rstrip("\"'\u201d)").endswith((".", "!", "?"))
 
 
+@dataclass
+class _Draft:
+    """One explanation being written: the LLM's raw text and the sentences shown so far."""
+
+    evidence: Evidence
+    rendered: str  # the evidence lines: the check's source of citable numbers
+    raw: str = ""
+    shown: list[str] = field(default_factory=list)
+    reason: str | None = None  # why the LLM text was rejected
+    rule: str | None = None  # the faithfulness rule that rejected it
+    stop: bool = False  # the model started repeating itself
+
+    @property
+    def done(self) -> bool:
+        return self.reason is not None or self.stop or len(self.shown) >= MAX_SENTENCES
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.shown)
+
+
 class Explainer:
     """Turns `Evidence` into a short, checked explanation.
 
     Args:
-        llm: an object with `generate(prompt, *, max_new_tokens, [system])` (and optionally
-            `stream(...)`), a plain `Callable[[str], str]`, or None for template-only.
+        llm: any `agent.llm.base.LLM` (its `stream` or `generate` writes the text), or None
+            for template-only explanations.
         items: the catalogue by id: titles and the tag vocabulary for the faithfulness check.
         max_new_tokens: cap on generated tokens per explanation.
         min_share: share of the content score a modality needs before it may be credited.
@@ -95,12 +96,12 @@ class Explainer:
 
     def __init__(
         self,
-        llm: TextGenerator | Callable[[str], str] | None = None,
+        llm: LLM | None = None,
         *,
         items: Mapping[str, Item] | None = None,
         max_new_tokens: int = 64,
         min_share: float = MIN_MODALITY_SHARE,
-        prompts_folder: Any = None,
+        prompts_folder: str | Path | None = None,
     ) -> None:
         self.llm = llm
         self.items = dict(items or {})
@@ -114,7 +115,7 @@ class Explainer:
 
     # ---- rendering -------------------------------------------------------------------------
     def render_evidence(self, ev: Evidence) -> str:
-        """The evidence lines the LLM sees; also the only source of citable numbers."""
+        """The evidence lines: also the only source of citable numbers."""
         return self.renderer.render_evidence(ev)
 
     def template(self, ev: Evidence) -> str:
@@ -140,47 +141,77 @@ class Explainer:
             min_share=self.min_share,
         )
 
-    # ---- LLM calls -------------------------------------------------------------------------
-    def _llm_kwargs(self, fn: Callable[..., Any]) -> dict[str, Any]:
-        try:
-            params = inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            return {}
-        kw: dict[str, Any] = {}
-        if "max_new_tokens" in params:
-            kw["max_new_tokens"] = self.max_new_tokens
-        if "system" in params:
-            kw["system"] = self._system
-        return kw
-
-    def _pieces(self, prompt: str, streaming: bool) -> Iterator[str]:
-        llm = self.llm
-        if streaming and hasattr(llm, "stream"):
-            yield from llm.stream(prompt, **self._llm_kwargs(llm.stream))
-        elif hasattr(llm, "generate"):
-            yield llm.generate(prompt, **self._llm_kwargs(llm.generate))
+    # ---- the steps of one explanation ----------------------------------------------------------
+    def _pieces(self, llm: LLM, prompt: str, streaming: bool) -> Iterator[str]:
+        """The LLM's text as it arrives (one piece when not streaming)."""
+        kwargs = {"max_new_tokens": self.max_new_tokens, "system": self._system}
+        if streaming:
+            yield from llm.stream(prompt, **kwargs)
         else:
-            yield llm(prompt)  # type: ignore[operator]
+            yield llm.generate(prompt, **kwargs)
 
-    def _fallback(self, ev: Evidence, rejected: str | None, reason: str) -> Explanation:
+    def _accept(self, draft: _Draft, *, final: bool) -> Iterator[str]:
+        """Check the sentences not yet shown, in order, and show each that passes.
+
+        While the LLM is still writing (`final=False`) the last sentence may still grow, so it
+        waits; at the end (`final=True`) it is taken too if it ends like a sentence. Stops at a
+        repeated sentence (small models loop), a failed check (sets `draft.reason`) or
+        `MAX_SENTENCES`. Yields the whole text shown so far after each accepted sentence.
+        """
+        sentences = split_sentences(_clean(draft.raw), draft.evidence)
+        ready = sentences if final else sentences[:-1]
+        for sentence in ready[len(draft.shown) : MAX_SENTENCES]:
+            if sentence in draft.shown:
+                draft.stop = True
+                return
+            if final and not _finished(sentence):
+                if not draft.shown:
+                    draft.reason = "unfinished sentence"
+                return
+            result = self.check(sentence, draft.evidence, rendered=draft.rendered)
+            if not result.ok:
+                draft.reason, draft.rule = result.reason, result.rule
+                return
+            draft.shown.append(sentence)
+            yield draft.text
+
+    def _write(self, llm: LLM, draft: _Draft, streaming: bool) -> Iterator[str]:
+        """Run the LLM, accepting checked sentences while it writes and after it stops."""
+        prompt = self.render_prompt(draft.evidence)
+        for piece in self._pieces(llm, prompt, streaming):
+            draft.raw += piece
+            yield from self._accept(draft, final=False)
+            if draft.done:
+                return
+        yield from self._accept(draft, final=True)
+
+    @staticmethod
+    def _verdict(draft: _Draft) -> str | None:
+        """Why the text shown cannot stand as the explanation (None: it can)."""
+        if draft.reason is not None:
+            return draft.reason
+        if not draft.shown:
+            return "empty LLM output"
+        if not names_a_reason(draft.text, draft.evidence):
+            return "names no reason from the evidence (no liked title, tag or request)"
+        return None
+
+    def _fallback(
+        self, ev: Evidence, rejected: str | None, reason: str, rule: str | None = None
+    ) -> Explanation:
         try:
             text = self.template(ev)
         except Exception as e:  # a broken template file must not reach the UI either
             logger.error("explanation template failed for item %s: %s", ev.item_id, e)
             text = ""
         return Explanation(
-            text=text, evidence=ev, path="template", rejected=rejected, reason=reason
+            text=text, evidence=ev, path="template", rejected=rejected, reason=reason, rule=rule
         )
 
     # ---- public API ------------------------------------------------------------------------
     def explain(self, evidence: Evidence) -> Explanation:
         """Explain one item: checked LLM text, else the template. Never raises."""
-        gen = self.stream(evidence, streaming=False)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as stop:
-                return stop.value
+        return drain(self.stream(evidence, streaming=False))
 
     def stream(
         self, evidence: Evidence, *, streaming: bool = True
@@ -196,69 +227,32 @@ class Explainer:
             exp = self._fallback(evidence, None, "no LLM configured")
             yield exp.text
             return exp
-        raw, shown, reason, stop = "", [], None, False
         start = time.perf_counter()
+        draft = _Draft(evidence, rendered="")
         try:
-            rendered = self.render_evidence(evidence)
-            prompt = self.render_prompt(evidence)
-            for piece in self._pieces(prompt, streaming):
-                raw += piece
-                sentences = split_sentences(_clean(raw), evidence)
-                done = sentences[:-1]  # the last one may still be growing
-                while len(shown) < min(len(done), MAX_SENTENCES):
-                    sentence = done[len(shown)]
-                    if sentence in shown:  # small models repeat themselves: stop there
-                        stop = True
-                        break
-                    result = self.check(sentence, evidence, rendered=rendered)
-                    if not result.ok:
-                        reason = result.reason
-                        break
-                    shown.append(sentence)
-                    yield " ".join(shown)
-                if reason or stop or len(shown) >= MAX_SENTENCES:
-                    break
+            draft.rendered = self.render_evidence(evidence)
+            yield from self._write(self.llm, draft, streaming)
         except Exception as e:  # the LLM stack raises many types; the UI must not see them
             logger.warning("LLM explanation failed for item %s: %s", evidence.item_id, e)
-            exp = self._fallback(evidence, _clean(raw) or None, f"LLM error: {e}")
+            exp = self._fallback(evidence, _clean(draft.raw) or None, f"LLM error: {e}")
             yield exp.text
             return exp
-        if (
-            reason is None and not stop and len(shown) < MAX_SENTENCES
-        ):  # the last (possibly unfinished) sentence
-            rest = split_sentences(_clean(raw), evidence)[len(shown) : MAX_SENTENCES]
-            for sentence in rest:
-                if sentence in shown:
-                    break
-                if not _finished(sentence):
-                    if not shown:
-                        reason = "unfinished sentence"
-                    break
-                result = self.check(sentence, evidence, rendered=rendered)
-                if not result.ok:
-                    reason = result.reason
-                    break
-                shown.append(sentence)
-                yield " ".join(shown)
-        if not shown and reason is None:
-            reason = "empty LLM output"
-        if reason is None and not names_a_reason(" ".join(shown), evidence):
-            reason = "names no reason from the evidence (no liked title, tag or request)"
         logger.debug(
             "LLM explanation for %s in %.2fs", evidence.item_id, time.perf_counter() - start
         )
-        if reason is not None:
-            malformed = reason in ("empty LLM output", "unfinished sentence")
-            logger.log(
-                logging.WARNING if malformed else logging.INFO,
-                "explanation for %s falls back to the template: %s",
-                evidence.item_id,
-                reason,
-            )
-            exp = self._fallback(evidence, _clean(raw) or None, reason)
-            yield exp.text
-            return exp
-        return Explanation(text=" ".join(shown), evidence=evidence, path="llm")
+        reason = self._verdict(draft)
+        if reason is None:
+            return Explanation(text=draft.text, evidence=evidence, path="llm")
+        malformed = reason in ("empty LLM output", "unfinished sentence")
+        logger.log(
+            logging.WARNING if malformed else logging.INFO,
+            "explanation for %s falls back to the template: %s",
+            evidence.item_id,
+            reason,
+        )
+        exp = self._fallback(evidence, _clean(draft.raw) or None, reason, draft.rule)
+        yield exp.text
+        return exp
 
     def explain_many(self, evidences: Iterable[Evidence]) -> list[Explanation]:
         """`explain` for each evidence record, in order."""

@@ -1,35 +1,49 @@
 """Faithfulness check: every title, tag, label, number and modality claim must be in the evidence.
 
-Rules (the first one that fails gives the reason):
+The check is a table of small rules (`RULES`), run in order on one `Claim` (the text, its
+title-masked form and what the evidence allows); the first rule that returns a reason rejects
+the text. Each rule is a plain function, testable alone:
 
-1. Catalogue titles: any catalogue title the text names must belong to the evidence (the item,
-   a history item, a co-liked item). Matched case-sensitively on word boundaries, with and
-   without the year and with a trailing article moved to the front ("Godfather, The (1972)"
-   also matches "The Godfather"); a one-word title at the start of a sentence is ignored.
-2. Quoted strings must be an evidence title, tag, label or the request.
-3. Capitalised title-like spans of two or more words ("Blade Runner", "Return of the Jedi")
-   must occur in an evidence string; leading sentence words ("Because", "Like") are dropped.
-4. Tags/genres from the catalogue vocabulary must be the item's tags or matched tags.
-5. Numbers (digits, and "two" ... "twelve") must occur in the rendered evidence.
-6. No judgements of reception or quality ("praised", "a classic", "award", "directed by"):
-   no evidence field holds one.
-7. Modality claims ("looks like", "cover art", "sounds like", naming a media label, ...)
-   need that modality to be supported (`agent.explain.evidence.supported_modalities`).
+- `foreign_title`: a catalogue title must belong to the evidence (the item, a history item, a
+  co-liked item). Case-sensitive, word-bounded, with and without the year, with a trailing
+  article moved to the front; a one-word title at the start of a sentence is ignored.
+- `unknown_quote`: quoted text must be an evidence title, tag, label or the request (or a list
+  of tags/labels: a label with commas, "Beep, bleep", is one allowed piece).
+- `unknown_year_title`: "Titans (1997)": anything with a year is a title, and must be one.
+- `unknown_name`: capitalised spans of two or more words ("Blade Runner") must occur in an
+  evidence string; leading sentence words ("Because", "Like") are dropped.
+- `unknown_tag_claim`: what follows "tagged"/"labelled"/"its picture shows" must be the item's
+  tags or labels.
+- `foreign_tag`: a tag/genre of the catalogue vocabulary must be one the item carries.
+- `unknown_number`: numbers (digits, and "two" ... "twelve") must occur in the rendered evidence.
+- `judgement`: no judgements of reception or quality ("praised", "a classic", "directed by").
+- `self_claim`: "you liked it" only when the user rated the item.
+- `misattributed_year` / `misattributed_rating`: a year or rating must sit next to a title
+  that has it.
+- `unsupported_modality`: crediting a modality ("looks like", "sounds like" a liked item) needs
+  that modality to matter (`agent.explain.evidence.supported_modalities`); describing the
+  item's own picture or sound ("its photo shows a tabby cat") needs labels the encoders gave it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from agent.explain.evidence import MIN_MODALITY_SHARE, supported_modalities
 from agent.records import Evidence
 
 __all__ = [
+    "RULES",
+    "Claim",
     "FaithfulnessResult",
+    "MaskedText",
+    "Rule",
     "TitleIndex",
     "check_faithfulness",
+    "evidence_titles",
+    "label_forms",
     "mask_titles",
     "names_a_reason",
     "title_forms",
@@ -53,19 +67,35 @@ _SPELLED = {
     w: n
     for n, w in enumerate("two three four five six seven eight nine ten eleven twelve".split(), 2)
 }
-_MODALITY_CLAIMS = {
+# Words that talk about an item's picture or sound at all.
+_MODALITY_WORDS = {
     "image": re.compile(
-        r"\b(looks? like|cover art|artwork|posters?|visual(?:ly|s)?|imagery|"
-        r"photo(?:graph)?s?)\b",
+        r"\b(looks? like|cover art|artwork|posters?|visual(?:ly|s)?|imagery|images?|"
+        r"pictures?|photo(?:graph)?s?)\b",
         re.I,
     ),
     "audio": re.compile(r"\b(sounds? like|sounds?|audio|sonic(?:ally)?|listen(?:ing)?)\b", re.I),
 }
-_TAGGED = re.compile(
-    r"\b(?:tagged|labell?ed)(?:\s+(?:as|with))?\s+[\"\u201c]?([^.,;:!?\"\u201d()]+)", re.I
+# Words that credit a modality for the match with the user's taste (not a description).
+_COMPARISON = re.compile(
+    r"\b(?:looks? like|sounds? like|resembl\w*|remind\w*|similar\w*|same|"
+    r"like (?:the |those |other |)(?:items?|ones?|what|things|photos?|pictures?|images?|sounds?|"
+    r"tracks?|songs?|music|films?|movies?) (?:you|that you)|like QQTITLE)",
+    re.I,
+)
+_TAGGED = re.compile(  # "tagged X, Y and Z"; "its picture shows a tabby cat"
+    r"\b(?:tagged|labell?ed|(picture|photo(?:graph)?|image|drawing)\s+(?:shows?|depicts?|"
+    r"features?|contains?))(?:\s+(?:as|with))?\s+[\"\u201c]?([^.;:!?\"\u201d()]+)",
+    re.I,
 )
 _TAG_STOP = re.compile(
-    r"\s+(?:like|just|as|which|that|and|or|the same|too|so|in|for|by|from)\b.*$", re.I
+    r"\s+(?:like|just|as|which|that|the same|too|so|in|for|by|from)\b.*$|[,\s]+$", re.I
+)
+_LIST_SEP = re.compile(r"\s*(?:,|;|&|/|\band\b|\bor\b)\s*(?:and\s+|or\s+)?", re.I)
+_CLAUSE = set(  # a list of tags ends where a clause starts ("tagged Drama, which you like")
+    "you your it its it's this that which they these those he she we so but while because "
+    "like as with just too also making is was has have shares share matches match fits "
+    "makes gives comes appears plus similar close matching loved liked enjoyed".split()
 )
 _RATED = re.compile(
     r"\b(?:rated|rating of|gave it)\b[^.!?\d]{0,25}?(\d+(?:\.\d+)?)"
@@ -89,14 +119,17 @@ _JUDGEMENT = re.compile(
 _YEAR_TITLE = re.compile(r"((?:[A-Z0-9][\w'\-:!.,]*\s+)*?[A-Z0-9][\w'\-:!.,]*)\s*\((\d{4})\)")
 _SPLIT = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z0-9][\w'\-]*|&")
+_ARTICLES = re.compile(r"^(?:a|an|the)\s+", re.I)
 
 
 @dataclass(frozen=True)
 class FaithfulnessResult:
-    """Outcome of the check: `ok`, and `reason` naming the first unsupported mention."""
+    """Outcome of the check: `ok`, `reason` naming the first unsupported mention, and the name
+    of the rule that found it."""
 
     ok: bool
     reason: str | None = None
+    rule: str | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -118,6 +151,14 @@ def title_forms(title: str) -> set[str]:
         if year:
             forms.add(f"{m.group(2)} {m.group(1)} {year}")
     return {f for f in forms if len(f) >= 2}
+
+
+def label_forms(label: str) -> list[str]:
+    """Ways an encoder label may be cited: whole ("Beep, bleep", "tabby, tabby cat"), or any
+    one of its comma-separated synonyms ("tabby cat"). ImageNet and AudioSet class names list
+    synonyms with commas, so the whole label is one piece, never a list of tags."""
+    parts = [p.strip() for p in label.split(",")]
+    return list(dict.fromkeys([label.strip(), *(p for p in parts if len(p) >= 2)]))
 
 
 class TitleIndex:
@@ -144,20 +185,24 @@ class TitleIndex:
         return [(m.group(0), self._ids[m.group(0)], m.start()) for m in self._regex.finditer(text)]
 
 
-def _evidence_titles(ev: Evidence) -> dict[str, str]:
+def evidence_titles(ev: Evidence) -> dict[str, str]:
+    """Item id -> title of every item the evidence names (the item, history, co-liked)."""
     out = {ev.item_id: ev.title}
     out.update({link.item_id: link.title for link in ev.history})
     out.update({i: t for i, t, _ in ev.co_liked})
     return out
 
 
+def _label_strings(ev: Evidence) -> list[str]:
+    return [form for labels in ev.labels.values() for lb in labels for form in label_forms(lb)]
+
+
 def _allowed_strings(ev: Evidence) -> list[str]:
     strings: list[str] = []
-    for title in _evidence_titles(ev).values():
+    for title in evidence_titles(ev).values():
         strings += list(title_forms(title))
     strings += ev.item_tags + ev.matched_tags + ev.disliked_tags
-    for labels in ev.labels.values():
-        strings += labels
+    strings += _label_strings(ev)
     if ev.request:
         strings.append(ev.request)
     return [_fold(s) for s in strings if s]
@@ -167,18 +212,21 @@ def names_a_reason(text: str, ev: Evidence) -> bool:
     """Whether `text` names at least one reason the evidence holds: a history or co-liked title
     (not the item's own), a shared tag or label, or the request. Where the evidence has none of
     those, any text qualifies. A true but empty sentence ("It is recommended to you at position
-    #5.") passes every rule above and explains nothing; this catches it."""
+    #5.") passes every rule and explains nothing; this catches it."""
     reasons = [
         f for link in ev.history if link.item_id != ev.item_id for f in title_forms(link.title)
     ]
     reasons += [f for i, t, _ in ev.co_liked if i != ev.item_id for f in title_forms(t)]
-    reasons += ev.matched_tags + [lb for labels in ev.labels.values() for lb in labels]
+    reasons += ev.matched_tags + _label_strings(ev)
     reasons += [ev.request] if ev.request else []
     folded = _fold(text)
     return not reasons or any(_fold(r) in folded for r in reasons if r)
 
 
+# ---- title masking (the one placeholder scheme) ----------------------------------------------
 def _placeholder(n: int) -> str:
+    """`QQTITLEAQQ`, `QQTITLEBQQ`, ...: letters only, so no digit in a mask is taken for a
+    number and no dot for a sentence end."""
     letters = ""
     n += 1
     while n:
@@ -187,53 +235,116 @@ def _placeholder(n: int) -> str:
     return f"QQTITLE{letters}QQ"
 
 
-def mask_titles(text: str, ev: Evidence) -> tuple[str, dict[str, set[str]]]:
-    """`text` with every evidence title (any form) replaced by a placeholder word, so words,
-    numbers and punctuation inside titles ("L.A. Confidential", "Twelve Monkeys") are not
-    mistaken for sentences, tags, numbers or modality claims. Returns (masked, placeholder ->
-    item ids: several when items share a title)."""
+_PLACEHOLDER = re.compile(r"QQTITLE[A-Z]+QQ")
+
+
+@dataclass(frozen=True)
+class MaskedText:
+    """Text with every evidence title replaced by a placeholder word.
+
+    Attributes:
+        text: the masked text.
+        refs: placeholder -> ids of the items it may name (several when titles are shared).
+        originals: placeholder -> the title as written in the input.
+    """
+
+    text: str
+    refs: dict[str, set[str]] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)
+
+    def unmask(self, text: str) -> str:
+        """`text` (a piece of the masked text) with the titles put back as written."""
+        return _PLACEHOLDER.sub(lambda m: self.originals.get(m.group(0), m.group(0)), text)
+
+
+def mask_titles(text: str, ev: Evidence) -> MaskedText:
+    """`text` with every evidence title (any form, any case) replaced by a placeholder, so words,
+    numbers and punctuation inside titles ("L.A. Confidential", "Twelve Monkeys", "Mars
+    Attacks!") are not taken for sentence ends, tags, numbers or modality claims. The checks
+    and the explainer's sentence splitter both use this one scheme."""
     ids_by_form: dict[str, set[str]] = {}
-    for item_id, title in _evidence_titles(ev).items():
+    for item_id, title in evidence_titles(ev).items():
         for form in title_forms(title):
-            ids_by_form.setdefault(form, set()).add(item_id)
+            ids_by_form.setdefault(form.casefold(), set()).add(item_id)
+    if not ids_by_form:
+        return MaskedText(text)
+    forms = sorted(ids_by_form, key=len, reverse=True)
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, forms)) + r")(?!\w)", re.I)
     refs: dict[str, set[str]] = {}
-    for n, form in enumerate(sorted(ids_by_form, key=len, reverse=True)):
-        pattern = re.compile(rf"(?<!\w){re.escape(form)}(?!\w)", flags=re.I)
-        if pattern.search(text):
-            refs[_placeholder(n)] = ids_by_form[form]
-            text = pattern.sub(_placeholder(n), text)
-    return text, refs
+    originals: dict[str, str] = {}
+
+    def replace(m: re.Match[str]) -> str:
+        key = _placeholder(len(originals))
+        originals[key] = m.group(0)
+        refs[key] = ids_by_form[m.group(0).casefold()]
+        return key
+
+    masked = pattern.sub(replace, text)
+    return MaskedText(masked, refs, originals)
 
 
-def _unattributed_rating(masked: str, refs: dict[str, set[str]], ev: Evidence) -> str | None:
-    """A rating ("rated 5", "4 stars", "5/5") in a sentence that names no title rated so."""
-    rated: dict[str, set[float]] = {}
-    for link in ev.history:
-        if link.rating is not None:
-            rated.setdefault(link.item_id, set()).add(round(float(link.rating), 6))
-    for sentence in _SPLIT.split(masked):
-        named = [i for p, ids in refs.items() if p in sentence for i in ids]
-        for m in _RATED.finditer(sentence):
-            value = round(float(m.group(1) or m.group(2)), 6)
-            if not any(value in rated.get(i, ()) for i in named):
-                return m.group(0)
-    return None
+# ---- what every rule reads -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """One text to check and everything the rules compare it with.
+
+    Attributes:
+        text: the text as written.
+        masked: the same with evidence titles masked (`mask_titles`).
+        evidence: the facts it may use.
+        allowed: folded evidence strings (titles in every form, tags, label forms, request).
+        tags: folded tags and label forms the item carries.
+        numbers: every number the rendered evidence, titles, tags and request print.
+        supported: modalities the text may credit for the match.
+        titles: the whole catalogue's titles (None: not checked).
+        vocabulary: every tag/genre of the catalogue.
+    """
+
+    text: str
+    masked: MaskedText
+    evidence: Evidence
+    allowed: tuple[str, ...]
+    tags: frozenset[str]
+    numbers: frozenset[float]
+    supported: frozenset[str]
+    titles: TitleIndex | None = None
+    vocabulary: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        text: str,
+        evidence: Evidence,
+        *,
+        rendered: str = "",
+        titles: TitleIndex | None = None,
+        vocabulary: Iterable[str] = (),
+        min_share: float = MIN_MODALITY_SHARE,
+    ) -> Claim:
+        """Everything the rules need, computed once per text."""
+        tags = {_fold(t) for t in evidence.item_tags + evidence.matched_tags}
+        tags |= {_fold(t) for t in evidence.disliked_tags + _label_strings(evidence)}
+        source = " ".join(
+            [rendered, *evidence_titles(evidence).values(), *evidence.item_tags]
+            + [evidence.request or ""]
+        )
+        return cls(
+            text=text,
+            masked=mask_titles(text, evidence),
+            evidence=evidence,
+            allowed=tuple(_allowed_strings(evidence)),
+            tags=frozenset(tags),
+            numbers=frozenset(_numbers(source)),
+            supported=frozenset(supported_modalities(evidence, min_share=min_share)),
+            titles=titles,
+            vocabulary=tuple(vocabulary),
+        )
 
 
-def _unattributed_year(masked: str, refs: dict[str, set[str]], ev: Evidence) -> str | None:
-    """A year (1880-2039) outside a title that is neither the item's nor that of a title
-    named in the same sentence ("Braveheart, which was released in 1993")."""
-    years = {i: set(re.findall(r"\((\d{4})\)", t)) for i, t in _evidence_titles(ev).items()}
-    for sentence in _SPLIT.split(masked):
-        named = {
-            y for p, ids in refs.items() if p in sentence for i in ids for y in years.get(i, ())
-        }
-        for year in re.findall(r"(?<![\w.])(18[89]\d|19\d\d|20[0-3]\d)(?![\w.]\d)", sentence):
-            if year not in named and year not in years.get(ev.item_id, ()):
-                return year
-    return None
+Rule = Callable[[Claim], str | None]
 
 
+# ---- helpers the rules share -------------------------------------------------------------------
 def _sentence_start(text: str, pos: int) -> bool:
     before = text[:pos].rstrip(" \"'\u201c(")
     return not before or before[-1] in ".!?:;\n"
@@ -276,7 +387,7 @@ def _spans(text: str) -> list[tuple[str, int]]:
     return spans
 
 
-def _span_ok(span: str, pos: int, text: str, allowed: list[str]) -> bool:
+def _span_ok(span: str, pos: int, text: str, allowed: Sequence[str]) -> bool:
     parts = re.split(r"\s+(?:and|&)\s+", span)
     if len(parts) > 1 and _fold(span) not in " | ".join(allowed):
         return all(_span_ok(p, pos if i == 0 else -1, text, allowed) for i, p in enumerate(parts))
@@ -296,6 +407,225 @@ def _span_ok(span: str, pos: int, text: str, allowed: list[str]) -> bool:
     return True
 
 
+def _list_items(claimed: str, pieces: Iterable[str]) -> tuple[list[str], str]:
+    """Split a folded list ("piano, beep, bleep and tender music") into known pieces, longest
+    first at each position, so a piece with commas ("beep, bleep") stays whole. Returns (the
+    known pieces, the unknown rest from the first item that is not a piece; "" if none)."""
+    known = sorted({p for p in pieces if p}, key=len, reverse=True)
+    found: list[str] = []
+    rest = claimed.strip(" ,;")
+    while rest:
+        rest = _ARTICLES.sub("", rest)
+        piece = next((p for p in known if rest.startswith(p) and _list_end(rest[len(p) :])), None)
+        if piece is None:
+            return found, rest
+        found.append(piece)
+        after = rest[len(piece) :]
+        sep = _LIST_SEP.match(after)
+        rest = (after[sep.end() :] if sep else after).strip(" ,;")
+    return found, ""
+
+
+def _list_end(after: str) -> bool:
+    """A piece ends the text, or a word ("tender" is no piece of "tenderness")."""
+    return not after or not after[0].isalnum()
+
+
+def _first_word(text: str) -> str:
+    return text.split()[0].strip("'\"") if text.split() else ""
+
+
+def _sentences(text: str) -> list[str]:
+    return _SPLIT.split(text)
+
+
+# ---- the rules ---------------------------------------------------------------------------------
+def foreign_title(c: Claim) -> str | None:
+    """A catalogue title that is not the item's, a history item's or a co-liked item's."""
+    if c.titles is None:
+        return None
+    ev_ids = set(evidence_titles(c.evidence))
+    for form, ids, pos in c.titles.find(c.text):
+        if ids & ev_ids:
+            continue
+        if " " not in form and _sentence_start(c.text, pos):
+            continue
+        return f"names catalogue title '{form}', which is not in the evidence"
+    return None
+
+
+def unknown_quote(c: Claim) -> str | None:
+    """Quoted text that is no evidence title, tag, label, request, or list of tags/labels."""
+    for m in _QUOTED.finditer(c.text):
+        quoted = _fold(next(g for g in m.groups() if g is not None).strip(" .,!?"))
+        words = re.findall(r"[^\W\d_]{2,}", quoted)
+        partial_ok = len(words) >= 2 or (len(words) == 1 and words[0] not in _CONNECTORS)
+        if not quoted or any(quoted == a or (partial_ok and quoted in a) for a in c.allowed):
+            continue
+        if not _list_items(quoted, c.tags)[1]:
+            continue
+        return f"quotes '{quoted}', which is not in the evidence"
+    return None
+
+
+def unknown_year_title(c: Claim) -> str | None:
+    """A name with a year ("Titans (1997)") that no evidence title has."""
+    for m in _YEAR_TITLE.finditer(c.text):
+        words = m.group(1).split()
+        while words and not any(_fold(f"{' '.join(words)} ({m.group(2)})") in a for a in c.allowed):
+            words = words[1:]
+        if not words:
+            return f"names '{m.group(0)}', which is not in the evidence"
+    return None
+
+
+def unknown_name(c: Claim) -> str | None:
+    """A capitalised run of two or more words ("Steven Spielberg") no evidence string holds."""
+    for span, pos in _spans(c.text):
+        if not _span_ok(span, pos, c.text, c.allowed):
+            return f"mentions '{span}', which is not in the evidence"
+    return None
+
+
+def unknown_tag_claim(c: Claim) -> str | None:
+    """A list after "tagged" or "its picture shows" holding what is no tag or label of the item;
+    the list ends at a clause ("tagged Drama, which you like")."""
+    for m in _TAGGED.finditer(c.masked.text):
+        claimed = _fold(_TAG_STOP.sub("", m.group(2)).strip())
+        found, rest = _list_items(claimed, c.tags)
+        if not rest:
+            continue
+        bad = _LIST_SEP.split(rest, maxsplit=1)[0].strip()
+        if found and (_first_word(rest) in _CLAUSE or len(bad.split()) > 3):
+            continue  # the list ended and a clause goes on
+        said = f"its {m.group(1).lower()} shows" if m.group(1) else "it is tagged"
+        return f"says {said} '{bad}', which is not in the evidence"
+    return None
+
+
+def foreign_tag(c: Claim) -> str | None:
+    """A tag/genre of the catalogue vocabulary that this item does not carry."""
+    for tag in c.vocabulary:
+        if (
+            tag
+            and _fold(tag) not in c.tags
+            and re.search(rf"(?<![\w-]){re.escape(tag)}(?![\w-])", c.masked.text, flags=re.I)
+        ):
+            return f"mentions tag '{tag}', which this item does not carry"
+    return None
+
+
+def unknown_number(c: Claim) -> str | None:
+    """A number (digits or "two" ... "twelve") that the evidence does not print."""
+    for n in _numbers(c.masked.text):
+        if n not in c.numbers:
+            return f"cites the number {n:g}, which is not in the evidence"
+    for word, n in _SPELLED.items():
+        if re.search(rf"\b{word}\b", c.masked.text, flags=re.I) and float(n) not in c.numbers:
+            return f"cites the number '{word}', which is not in the evidence"
+    return None
+
+
+def judgement(c: Claim) -> str | None:
+    """A judgement of reception or quality, unless a tag or title uses the word."""
+    for m in _JUDGEMENT.finditer(c.masked.text):
+        word = _fold(m.group(0))
+        if not any(re.search(rf"\b{re.escape(word)}\b", a) for a in c.allowed):
+            return f"judges the item ('{m.group(0)}'), which no evidence supports"
+    return None
+
+
+def self_claim(c: Claim) -> str | None:
+    """A claim that the user liked or saw the item ("you liked it") when they have not rated it."""
+    seen = any(link.item_id == c.evidence.item_id for link in c.evidence.history)
+    claim = _SELF_CLAIM.search(c.masked.text)
+    if claim and not seen:
+        return f"claims '{claim.group(0)}' but the user has not rated it"
+    return None
+
+
+def misattributed_year(c: Claim) -> str | None:
+    """A year (1880-2039) outside a title that is neither the item's nor that of a title
+    named in the same sentence ("Braveheart, which was released in 1993")."""
+    years = {i: set(re.findall(r"\((\d{4})\)", t)) for i, t in evidence_titles(c.evidence).items()}
+    own = years.get(c.evidence.item_id, set())
+    for sentence in _sentences(c.masked.text):
+        named = {
+            y
+            for p, ids in c.masked.refs.items()
+            if p in sentence
+            for i in ids
+            for y in years.get(i, ())
+        }
+        for year in re.findall(r"(?<![\w.])(18[89]\d|19\d\d|20[0-3]\d)(?![\w.]\d)", sentence):
+            if year not in named and year not in own:
+                return f"gives the year {year} to a title it does not belong to"
+    return None
+
+
+def misattributed_rating(c: Claim) -> str | None:
+    """A rating ("rated 5", "4 stars", "5/5") in a sentence that names no title rated so."""
+    rated: dict[str, set[float]] = {}
+    for link in c.evidence.history:
+        if link.rating is not None:
+            rated.setdefault(link.item_id, set()).add(round(float(link.rating), 6))
+    for sentence in _sentences(c.masked.text):
+        named = [i for p, ids in c.masked.refs.items() if p in sentence for i in ids]
+        for m in _RATED.finditer(sentence):
+            value = round(float(m.group(1) or m.group(2)), 6)
+            if not any(value in rated.get(i, ()) for i in named):
+                return f"gives the rating {m.group(0)} without naming a title rated so"
+    return None
+
+
+def unsupported_modality(c: Claim) -> str | None:
+    """A picture/sound claim the evidence does not back.
+
+    Crediting a modality for the match ("looks like", "sounds like", "similar", "like items
+    you liked") needs it among `Claim.supported`. Describing the item's own picture or sound
+    ("its photo shows a tabby cat") is allowed where the encoders gave it labels there.
+    """
+    ev = c.evidence
+    for sentence in _sentences(c.masked.text):
+        if ev.request:  # the user's own words may say "listen" or "picture"
+            sentence = re.sub(re.escape(ev.request), " ", sentence, flags=re.I)
+        comparing = _COMPARISON.search(sentence) is not None
+        for modality, pattern in _MODALITY_WORDS.items():
+            if modality in c.supported:
+                continue
+            if ev.labels.get(modality) and not comparing:
+                continue  # a description of the item's own picture or sound
+            m = pattern.search(sentence)
+            if m:
+                return f"claims '{m.group(0)}' but the {modality} modality does not support it"
+            for label in ev.labels.get(modality, ()):
+                if any(
+                    re.search(rf"(?<!\w){re.escape(form)}(?!\w)", sentence, re.I)
+                    for form in label_forms(label)
+                ):
+                    return (
+                        f"cites the {modality} label '{label}' but that modality does not "
+                        "support it"
+                    )
+    return None
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("foreign_title", foreign_title),
+    ("unknown_quote", unknown_quote),
+    ("unknown_year_title", unknown_year_title),
+    ("unknown_name", unknown_name),
+    ("unknown_tag_claim", unknown_tag_claim),
+    ("foreign_tag", foreign_tag),
+    ("unknown_number", unknown_number),
+    ("judgement", judgement),
+    ("self_claim", self_claim),
+    ("misattributed_year", misattributed_year),
+    ("misattributed_rating", misattributed_rating),
+    ("unsupported_modality", unsupported_modality),
+)
+
+
 def check_faithfulness(
     text: str,
     evidence: Evidence,
@@ -305,7 +635,7 @@ def check_faithfulness(
     vocabulary: Iterable[str] = (),
     min_share: float = MIN_MODALITY_SHARE,
 ) -> FaithfulnessResult:
-    """Check that `text` mentions only what `evidence` holds.
+    """Check that `text` mentions only what `evidence` holds: run `RULES` in order.
 
     Args:
         text: the explanation to check.
@@ -317,111 +647,15 @@ def check_faithfulness(
         min_share: share of the content score a modality needs before it may be credited.
 
     Returns:
-        FaithfulnessResult(ok, reason).
+        FaithfulnessResult(ok, reason, rule).
     """
     if not text or not text.strip():
-        return FaithfulnessResult(False, "empty explanation")
-    allowed = _allowed_strings(evidence)
-    ev_ids = set(_evidence_titles(evidence))
-    if titles is not None:
-        for form, ids, pos in titles.find(text):
-            if ids & ev_ids:
-                continue
-            if " " not in form and _sentence_start(text, pos):
-                continue
-            return FaithfulnessResult(
-                False, f"names catalogue title '{form}', which is not in the evidence"
-            )
-    for m in _QUOTED.finditer(text):
-        quoted = _fold(next(g for g in m.groups() if g is not None).strip(" .,!?"))
-        words = re.findall(r"[^\W\d_]{2,}", quoted)
-        partial_ok = len(words) >= 2 or (len(words) == 1 and words[0] not in _CONNECTORS)
-        if quoted and not any(quoted == a or (partial_ok and quoted in a) for a in allowed):
-            return FaithfulnessResult(False, f"quotes '{quoted}', which is not in the evidence")
-    for m in _YEAR_TITLE.finditer(text):  # "Titans (1997)": anything with a year is a title
-        words = m.group(1).split()
-        while words and not any(_fold(f"{' '.join(words)} ({m.group(2)})") in a for a in allowed):
-            words = words[1:]
-        if not words:
-            return FaithfulnessResult(False, f"names '{m.group(0)}', which is not in the evidence")
-    for span, pos in _spans(text):
-        if not _span_ok(span, pos, text, allowed):
-            return FaithfulnessResult(False, f"mentions '{span}', which is not in the evidence")
-    ev_tags = {
-        _fold(t) for t in evidence.item_tags + evidence.matched_tags + evidence.disliked_tags
-    }
-    for labels in evidence.labels.values():
-        ev_tags |= {_fold(t) for t in labels}
-    masked, refs = mask_titles(text, evidence)
-    for m in _TAGGED.finditer(masked):
-        claimed = _fold(_TAG_STOP.sub("", m.group(1)).strip())
-        parts = [p.strip() for p in re.split(r",|\band\b", claimed) if p.strip()]
-        bad = [p for p in parts if p not in ev_tags]
-        if bad:
-            return FaithfulnessResult(
-                False, f"says it is tagged '{bad[0]}', which is not in the evidence"
-            )
-    for tag in vocabulary:
-        if (
-            tag
-            and _fold(tag) not in ev_tags
-            and re.search(rf"(?<![\w-]){re.escape(tag)}(?![\w-])", masked, flags=re.I)
-        ):
-            return FaithfulnessResult(
-                False, f"mentions tag '{tag}', which this item does not carry"
-            )
-    source_text = " ".join(
-        [
-            rendered,
-            *_evidence_titles(evidence).values(),
-            *evidence.item_tags,
-            evidence.request or "",
-        ]
+        return FaithfulnessResult(False, "empty explanation", "empty")
+    claim = Claim.build(
+        text, evidence, rendered=rendered, titles=titles, vocabulary=vocabulary, min_share=min_share
     )
-    known = _numbers(source_text)
-    for n in _numbers(masked):
-        if n not in known:
-            return FaithfulnessResult(
-                False, f"cites the number {n:g}, which is not in the evidence"
-            )
-    for word, n in _SPELLED.items():
-        if re.search(rf"\b{word}\b", masked, flags=re.I) and float(n) not in known:
-            return FaithfulnessResult(
-                False, f"cites the number '{word}', which is not in the evidence"
-            )
-    for judgement in _JUDGEMENT.finditer(masked):  # unless a tag or title uses the word
-        word = _fold(judgement.group(0))
-        if not any(re.search(rf"\b{re.escape(word)}\b", a) for a in allowed):
-            return FaithfulnessResult(
-                False, f"judges the item ('{judgement.group(0)}'), which no evidence supports"
-            )
-    seen = any(link.item_id == evidence.item_id for link in evidence.history)
-    claim = _SELF_CLAIM.search(masked)
-    if claim and not seen:
-        return FaithfulnessResult(False, f"claims '{claim.group(0)}' but the user has not rated it")
-    bad_year = _unattributed_year(masked, refs, evidence)
-    if bad_year is not None:
-        return FaithfulnessResult(
-            False, f"gives the year {bad_year} to a title it does not belong to"
-        )
-    bad_rating = _unattributed_rating(masked, refs, evidence)
-    if bad_rating is not None:
-        return FaithfulnessResult(
-            False, f"gives the rating {bad_rating} without naming a title rated so"
-        )
-    supported = supported_modalities(evidence, min_share=min_share)
-    for modality, pattern in _MODALITY_CLAIMS.items():
-        m = pattern.search(masked)
-        if m and modality not in supported:
-            return FaithfulnessResult(
-                False, f"claims '{m.group(0)}' but the {modality} modality does not support it"
-            )
-        for label in evidence.labels.get(modality, ()):
-            if modality not in supported and re.search(
-                rf"(?<!\w){re.escape(label)}(?!\w)", masked, re.I
-            ):
-                return FaithfulnessResult(
-                    False,
-                    f"cites the {modality} label '{label}' but that modality does not support it",
-                )
+    for name, rule in RULES:
+        reason = rule(claim)
+        if reason is not None:
+            return FaithfulnessResult(False, reason, name)
     return FaithfulnessResult(True)

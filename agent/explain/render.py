@@ -13,11 +13,13 @@ from typing import Any
 from agent.explain.evidence import MIN_MODALITY_SHARE, supported_modalities
 from agent.prompting import load_prompt
 from agent.records import Evidence, HistoryLink
+from retrieval.config import RATING_SCALE
 
 __all__ = ["ITEM_TAG", "EvidenceRenderer", "plain"]
 
 MAX_SENTENCES = 3  # explanations are 1-3 sentences
 MAX_HISTORY_LINES = 3  # positive history items shown to the LLM (strongest first)
+MAX_LABELS = 3  # encoder labels per modality shown (best first); ingest keeps up to 5
 
 
 def _phrases(name: str, folder: Any = None) -> dict[str, str]:
@@ -47,7 +49,7 @@ def _rating(x: float) -> str:
     return f"{x:g}"
 
 
-LIKED_MIN_RATING = 4.0  # history items rated below this are never cited as a reason to like
+LIKED_MIN_RATING = RATING_SCALE.like_min  # rated below this: never cited as a reason to like
 
 
 def _citable(link: HistoryLink) -> bool:
@@ -164,10 +166,8 @@ class EvidenceRenderer:
             lines.append(f["matched_tags"].format(tags=plain(", ".join(ev.matched_tags))))
         if ev.item_tags:
             lines.append(f["item_tags"].format(tags=plain(", ".join(ev.item_tags))))
-        for m, labels in ev.labels.items():
-            lines.append(
-                f["labels"].format(modality=self._modality(m), labels=plain(", ".join(labels)))
-            )
+        for m in ev.labels:
+            lines.append(self._seen(ev, m, f, f"labels_{m}"))
         if ev.disliked_tags:
             lines.append(f["disliked_tags"].format(tags=plain(", ".join(ev.disliked_tags))))
         if ev.request:
@@ -182,6 +182,26 @@ class EvidenceRenderer:
                 0, f["recommended"].format(rank=ev.rank) if ev.rank else f["not_recommended"]
             )
         return "\n".join(lines)
+
+    def _seen(
+        self,
+        ev: Evidence,
+        modality: str,
+        phrases: dict[str, str],
+        key: str,
+        limit: int = MAX_LABELS,
+    ) -> str:
+        """What an encoder saw or heard in the item: its labels, each as one quoted piece
+        (ImageNet/AudioSet labels hold commas: "Beep, bleep") with its probability."""
+        scores = ev.label_scores.get(modality, {})
+        shown = []
+        for label in ev.labels[modality][:limit]:
+            key_label = "label_scored" if label in scores else "label"
+            shown.append(
+                self._facts[key_label].format(label=plain(label), score=_num(scores.get(label, 0)))
+            )
+        joiner = f" {self._tpl.get('joiner', 'and')} " if len(shown) == 2 else ", "
+        return phrases[key].format(labels=joiner.join(shown))
 
     def template(self, ev: Evidence) -> str:
         """The deterministic explanation built from `ev` alone (always passes the check)."""
@@ -237,6 +257,8 @@ class EvidenceRenderer:
         extras: list[str] = []
         if ev.request and ev.request_score is not None and leads:
             extras.append(t["request"].format(request=ev.request, score=_num(ev.request_score)))
+        for m in ev.labels:  # what the encoders saw and heard in the item itself
+            extras.append(self._seen(ev, m, t, f"seen_{m}", limit=1))
         for m in ("image", "audio"):
             link = self._best_link(ev, m)
             if m not in supported or link is None:

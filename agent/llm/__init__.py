@@ -14,12 +14,25 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.llm.base import LLM, ChoiceScores
+from agent.llm.lazy import LazyLLM
 from retrieval.errors import UnknownBackendError
 
-__all__ = ["BACKENDS", "DEFAULT_LLM", "LLM", "ChoiceScores", "load_llm", "prepare_llm"]
+if TYPE_CHECKING:
+    from retrieval.config import LLMConfig
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_LLM",
+    "LLM",
+    "ChoiceScores",
+    "LazyLLM",
+    "lazy_llm",
+    "load_llm",
+    "prepare_llm",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +40,46 @@ DEFAULT_LLM = "qwen2.5-coder-1.5b"
 QUANTIZATIONS = ("auto", "nf4", "int8", "none")
 
 
+_TRANSFORMERS_ARGS = ("device", "quantization", "cache_dir", "num_threads", "dtype")
+
+
 def _load_transformers(name: str, **kwargs: Any) -> LLM:
     from agent.llm.transformers import load_transformers
 
-    return load_transformers(name, **kwargs)
+    return load_transformers(name, **{k: kwargs[k] for k in _TRANSFORMERS_ARGS if k in kwargs})
 
 
-BACKENDS: dict[str, Callable[..., LLM]] = {"transformers": _load_transformers}
+def _load_llamacpp(name: str, **kwargs: Any) -> LLM:
+    from agent.llm.llamacpp import load_llamacpp
+
+    return load_llamacpp(name, **kwargs)
+
+
+def _load_openai(name: str, **kwargs: Any) -> LLM:
+    from agent.llm.openai_http import load_openai
+
+    return load_openai(name, **kwargs)
+
+
+def _load_auto(name: str, **kwargs: Any) -> LLM:
+    """CUDA -> transformers NF4; CPU -> whichever backend a cached probe measured faster."""
+    from agent.llm.probe import choose_backend
+
+    choice = choose_backend(
+        name,
+        device=kwargs.get("device"),
+        cache_dir=kwargs.get("cache_dir"),
+        num_threads=kwargs.get("num_threads", 2),
+    )
+    return BACKENDS[choice.backend](name, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., LLM]] = {
+    "transformers": _load_transformers,
+    "llama.cpp": _load_llamacpp,
+    "openai": _load_openai,
+    "auto": _load_auto,
+}
 
 
 @functools.lru_cache(maxsize=2)
@@ -45,6 +91,7 @@ def _load_cached(
     cache_dir: str | None,
     num_threads: int,
     dtype: str | None,
+    options: tuple[tuple[str, Any], ...] = (),
 ) -> LLM:
     return BACKENDS[backend](
         name,
@@ -53,6 +100,7 @@ def _load_cached(
         cache_dir=cache_dir,
         num_threads=num_threads,
         dtype=dtype,
+        **dict(options),
     )
 
 
@@ -65,6 +113,7 @@ def load_llm(
     cache_dir: str | Path | None = None,
     num_threads: int = 2,
     dtype: str | None = None,
+    **options: Any,
 ) -> LLM:
     """Load (once per process per arguments) an instruction-tuned causal LM.
 
@@ -78,6 +127,8 @@ def load_llm(
         num_threads: torch intra-op threads on CPU.
         dtype: "bfloat16", "float32" or "float16" when not quantized; None = bf16 on CUDA, and
             on CPU bf16 only where the CPU has native bf16, else float32 (see module doc).
+        options: backend settings: `n_ctx` (llama.cpp); `endpoint`, `server_model`,
+            `api_key_env`, `timeout_s` (openai). Backends ignore what they do not use.
 
     Raises:
         UnknownBackendError: `backend` is not registered (the message lists the valid ones).
@@ -104,7 +155,32 @@ def load_llm(
         str(cache_dir) if cache_dir is not None else None,
         num_threads,
         dtype,
+        tuple(sorted(options.items())),
     )
+
+
+def lazy_llm(cfg: LLMConfig, cache_dir: str | Path | None = None) -> LazyLLM:
+    """The configured LLM as a `LazyLLM`: nothing loads until a call needs the model.
+
+    Args:
+        cfg: the [llm] section.
+        cache_dir: converted-weights cache (default `<home>/models`).
+    """
+    load = functools.partial(
+        load_llm,
+        cfg.model,
+        backend=cfg.backend,
+        device=cfg.device,
+        quantization=cfg.quantization,
+        cache_dir=cache_dir,
+        num_threads=cfg.num_threads,
+        n_ctx=cfg.n_ctx,
+        endpoint=cfg.endpoint,
+        server_model=cfg.server_model,
+        api_key_env=cfg.api_key_env,
+        timeout_s=cfg.request_timeout_s,
+    )
+    return LazyLLM(cfg.model, cfg.backend, load)
 
 
 def prepare_llm(name: str = DEFAULT_LLM, *, cache_dir: str | Path | None = None) -> Path:

@@ -158,10 +158,16 @@ class TransformersLLM:
 
         inputs = self._inputs(prompt, system, chat)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        closed = threading.Event()  # set when the reader stops early (e.g. a rejected sentence)
+
+        def stop_when_closed(input_ids: Any, scores: Any, **_: Any) -> Any:
+            return torch.full((input_ids.shape[0],), closed.is_set(), device=input_ids.device)
+
         kwargs = {
             **inputs,
             **self._generate_kwargs(max_new_tokens, temperature),
             "streamer": streamer,
+            "stopping_criteria": [stop_when_closed],
         }
 
         def run() -> None:
@@ -173,6 +179,7 @@ class TransformersLLM:
         try:
             yield from (piece for piece in streamer if piece)
         finally:
+            closed.set()  # so an abandoned stream stops generating at the next token
             thread.join()
 
     def first_token_ids(self, words: Sequence[str]) -> list[int]:

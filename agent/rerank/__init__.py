@@ -54,10 +54,17 @@ def _listwise(**kw: Any) -> Reranker:
     return ListwiseLLMReranker(**kw)
 
 
+def _conversation(**kw: Any) -> Reranker:
+    from agent.rerank.conversation import ConversationReranker
+
+    return ConversationReranker(**kw)
+
+
 RERANKERS: dict[str, Callable[..., Reranker]] = {
     "identity": lambda **kw: IdentityReranker(**kw),
     "llm-pointwise": _pointwise,
     "llm-listwise": _listwise,
+    "llm-conversation": _conversation,  # conditioned on the chat state (conversation.py)
 }
 
 

@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 MIN_INTERACTIONS = 3  # users with fewer interactions cannot give train + validation + test
+# interactions naming items the catalogue lacks (or could not read) are dropped and counted up
+# to this share of all rows; above it the files probably do not belong together: refused
+MAX_UNKNOWN_SHARE = 0.05
+PLACEHOLDER_TITLE = "item {id}"  # title given to catalogue rows that have none (evaluation only)
 _ARTICLES = ("the", "a", "an", "les", "la", "le", "il", "el", "das", "der", "die", "l'")
 MAX_CAST = 8  # cast names kept in the item description
 
@@ -39,12 +43,28 @@ class InteractionData:
         interactions: columns `user_id` (str), `item_id` (str), `rating` (float32),
             `timestamp` (int64), sorted by user then timestamp; ties keep file order.
         dropped_users: users removed for having fewer than `MIN_INTERACTIONS` interactions.
+        duplicates: repeated (user, item) rows removed (the latest one of each is kept).
+        unknown_interactions: rows naming an item not in the catalogue, removed.
+        placeholder_titles: catalogue rows without a title kept as `PLACEHOLDER_TITLE`.
     """
 
     name: str
     items: list[Item]
     interactions: pd.DataFrame
     dropped_users: int = 0
+    duplicates: int = 0
+    unknown_interactions: int = 0
+    placeholder_titles: int = 0
+
+    def notes(self) -> dict[str, int]:
+        """What loading changed in the user's data, for reports (non-zero counts only)."""
+        counts = {
+            "dropped_users": self.dropped_users,
+            "duplicate_interactions_removed": self.duplicates,
+            "unknown_item_interactions_removed": self.unknown_interactions,
+            "items_with_placeholder_title": self.placeholder_titles,
+        }
+        return {k: v for k, v in counts.items() if v}
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
@@ -260,16 +280,33 @@ def load_user_data(
         items: catalogue file (`id, title, ...`; JSONL/CSV/Parquet), read like any catalogue.
         min_interactions: users with fewer interactions are dropped and counted.
 
+    A handful of bad rows never loses the run: catalogue rows lacking a title are kept with
+    a placeholder title, repeated (user, item) rows are reduced to the latest one (otherwise
+    the held-out item would also sit in training and every metric would read 0), and
+    interactions naming items the catalogue lacks are dropped; each is counted
+    (`InteractionData.notes()`) and logged.
+
     Raises:
-        CatalogueError: a file is missing or unreadable, a column is missing, an interaction
-            names an item id not in the catalogue, or no user is left.
+        CatalogueError: a file is missing or unreadable, a column is missing, more than
+            `MAX_UNKNOWN_SHARE` of the interactions name item ids not in the catalogue, or
+            no user is left.
     """
     ipath = Path(interactions).expanduser()
     if not ipath.is_file():
         raise CatalogueError(f"interactions file not found: {ipath}")
-    catalogue, errors = read_catalogue(items)
-    if errors:
-        logger.warning("%d bad catalogue row(s) in %s skipped", len(errors), Path(items).name)
+    catalogue, errors = read_catalogue(items, missing_title=PLACEHOLDER_TITLE)
+    placeholders = sum(1 for e in errors if e.error.startswith("missing title; kept as"))
+    if placeholders:
+        logger.warning(
+            "%d item(s) in %s have no title; kept as '%s'",
+            placeholders,
+            Path(items).name,
+            PLACEHOLDER_TITLE,
+        )
+    if len(errors) > placeholders:
+        logger.warning(
+            "%d bad catalogue row(s) in %s skipped", len(errors) - placeholders, Path(items).name
+        )
     if not catalogue:
         raise CatalogueError(f"{Path(items).name}: no usable items")
     df = _read_table(ipath)
@@ -281,12 +318,32 @@ def load_user_data(
         )
     inter = _clean_interactions(df, ipath.name)
     known = {it.id for it in catalogue}
-    unknown = sorted(set(inter["item_id"]) - known)
-    if unknown:
-        raise CatalogueError(
-            f"{ipath.name}: {len(unknown)} item id(s) are not in {Path(items).name}, "
-            f"e.g. {', '.join(unknown[:5])}; add them to the catalogue or drop those rows"
+    is_unknown = ~inter["item_id"].isin(known)
+    n_unknown = int(is_unknown.sum())
+    if n_unknown:
+        unknown = sorted(set(inter.loc[is_unknown, "item_id"]))
+        if n_unknown > MAX_UNKNOWN_SHARE * len(inter):
+            raise CatalogueError(
+                f"{ipath.name}: {len(unknown)} item id(s) are not in {Path(items).name}, "
+                f"e.g. {', '.join(unknown[:5])} ({n_unknown} of {len(inter)} interactions, over "
+                f"{MAX_UNKNOWN_SHARE:.0%}); add them to the catalogue or drop those rows"
+            )
+        logger.warning(
+            "dropped %d interaction(s) naming %d item id(s) not in %s, e.g. %s",
+            n_unknown,
+            len(unknown),
+            Path(items).name,
+            ", ".join(unknown[:5]),
         )
+        inter = inter[~is_unknown].reset_index(drop=True)
+    repeated = inter.duplicated(["user_id", "item_id"], keep="last")  # rows are in time order
+    duplicates = int(repeated.sum())
+    if duplicates:
+        logger.warning(
+            "removed %d repeated (user, item) interaction(s); the latest of each is kept",
+            duplicates,
+        )
+        inter = inter[~repeated].reset_index(drop=True)
     counts = inter.groupby("user_id")["item_id"].transform("size")
     dropped = int(inter.loc[counts < min_interactions, "user_id"].nunique())
     inter = inter[counts >= min_interactions].reset_index(drop=True)
@@ -300,4 +357,12 @@ def load_user_data(
             f"({dropped} user(s) dropped); leave-last-out evaluation needs train, validation "
             "and test items"
         )
-    return InteractionData(ipath.stem, catalogue, inter, dropped_users=dropped)
+    return InteractionData(
+        ipath.stem,
+        catalogue,
+        inter,
+        dropped_users=dropped,
+        duplicates=duplicates,
+        unknown_interactions=n_unknown,
+        placeholder_titles=placeholders,
+    )

@@ -44,69 +44,183 @@ _FMIN, _FMAX, _LOG_OFFSET = 125.0, 7500.0, 0.001
 _PATCH, _PATCH_HOP = 96, 48  # frames per 0.96 s patch, 0.48 s hop
 
 
-def load_audio(
-    audio: Any, *, sample_rate: int = YAMNET_SR, max_seconds: float = MAX_AUDIO_SECONDS
+MAX_SAMPLE_RATE = 384_000  # files declaring a higher rate (Hz) are refused, not decoded
+READ_BLOCK_SAMPLES = 1 << 20  # samples (all channels) decoded per read: ~4 MB of float32
+RESAMPLE_STEP_SECONDS = 10.0  # input seconds resampled per step while streaming
+
+
+class _StreamResampler:
+    """Polyphase resampling block by block, equal to one `resample_poly` over the whole clip.
+
+    Each step resamples its input plus a margin wider than the filter's half-length on both
+    sides, starting on a multiple of `down`, and keeps only the outputs the margins do not
+    touch; so memory is one step of input plus the output, whatever the clip's length.
+    """
+
+    def __init__(self, rate: int, target: int) -> None:
+        g = math.gcd(int(rate), int(target))
+        self.up, self.down = int(target) // g, int(rate) // g
+        half = 10 * max(self.up, self.down)  # resample_poly's default filter half-length
+        self.margin = math.ceil((half / self.up + 2) / self.down) * self.down
+        self.step = max(1, math.ceil(RESAMPLE_STEP_SECONDS * rate / self.down)) * self.down
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0  # input index of _buf[0]
+        self._done = 0  # input index up to which output has been produced
+        self._out: list[np.ndarray] = []
+
+    def feed(self, x: np.ndarray) -> None:
+        if self.up == self.down:
+            self._out.append(x)
+            return
+        self._buf = np.concatenate([self._buf, x])
+        while self._buf_start + self._buf.size >= self._done + self.step + self.margin:
+            self._emit(self._done + self.step, final=False)
+
+    def finish(self) -> np.ndarray:
+        if self.up != self.down:
+            self._emit(self._buf_start + self._buf.size, final=True)
+        return np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.float32)
+
+    def _emit(self, end: int, *, final: bool) -> None:
+        from scipy.signal import resample_poly
+
+        seg = self._buf if final else self._buf[: end + self.margin - self._buf_start]
+        y = resample_poly(seg, self.up, self.down)
+        first = (self._done - self._buf_start) * self.up // self.down
+        n = -(-end * self.up // self.down) - self._done * self.up // self.down
+        self._out.append(np.asarray(y[first : first + n], dtype=np.float32))
+        self._done = end
+        keep_from = max(0, end - self.margin)  # a multiple of down: the output grid stays put
+        self._buf = self._buf[keep_from - self._buf_start :]
+        self._buf_start = keep_from
+
+
+class _Clip:
+    """Running checks over decoded blocks: count, peak, finiteness; resampled output."""
+
+    def __init__(self, where: str, rate: int, target: int) -> None:
+        self.where = where
+        self.n = 0
+        self.peak = 0.0
+        self._resampler = _StreamResampler(rate, target)
+
+    def add(self, x: np.ndarray) -> None:
+        if x.size == 0:
+            return
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{self.where}: contains NaN or infinite samples")
+        self.n += x.size
+        self.peak = max(self.peak, float(np.max(np.abs(x))))
+        self._resampler.feed(x)
+
+    def result(self) -> np.ndarray:
+        if self.n == 0:
+            raise ValueError(f"{self.where}: empty (no samples)")
+        if self.peak < SILENCE_PEAK:
+            raise ValueError(f"{self.where}: all silent (peak below -80 dBFS)")
+        return np.clip(self._resampler.finish(), -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def _decode_file(
+    path: Path, where: str, *, sample_rate: int, max_seconds: float, max_bytes: int | None
 ) -> np.ndarray:
-    """Decode one clip to mono float32 at `sample_rate`.
+    """Stream-decode at most `max_seconds` of `path`: memory is one block plus the output."""
+    import soundfile as sf
+
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"{where}: file is {size / 2**20:,.0f} MB; the limit is {max_bytes / 2**20:,.0f} MB"
+        )
+    try:
+        fh = sf.SoundFile(str(path))
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+        raise ValueError(f"{where}: cannot decode ({type(e).__name__}: {e})") from e
+    with fh:
+        rate, channels = int(fh.samplerate), max(1, int(fh.channels))
+        if not 0 < rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"{where}: sample rate {rate} Hz is outside 1-{MAX_SAMPLE_RATE} Hz")
+        clip = _Clip(where, rate, sample_rate)
+        left = int(max_seconds * rate)
+        block = max(1, READ_BLOCK_SAMPLES // channels)
+        try:
+            while left > 0:
+                data = fh.read(min(block, left), dtype="float32", always_2d=True)
+                if data.shape[0] == 0:
+                    break
+                left -= data.shape[0]
+                clip.add(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+        except ValueError as e:
+            if str(e).startswith(where):
+                raise
+            raise ValueError(f"{where}: cannot decode ({type(e).__name__}: {e})") from e
+        except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+            raise ValueError(f"{where}: cannot decode ({type(e).__name__}: {e})") from e
+        if left <= 0 and fh.frames > int(max_seconds * rate):
+            logger.info(
+                "%s: %.0f s long, using the first %.0f s", where, fh.frames / rate, max_seconds
+            )
+        return clip.result()
+
+
+def load_audio(
+    audio: Any,
+    *,
+    sample_rate: int = YAMNET_SR,
+    max_seconds: float = MAX_AUDIO_SECONDS,
+    max_bytes: int | None = None,
+) -> np.ndarray:
+    """Decode one clip to mono float32 at `sample_rate`, reading only what is used.
+
+    A file is decoded block by block up to `max_seconds` and resampled as it streams, so
+    memory follows `max_seconds`, not the file: a 2-hour silent FLAC costs what 10 minutes do.
 
     Args:
         audio: a file path (str or Path; anything libsndfile reads: WAV, FLAC, OGG, MP3) or a
             `(samples, sample_rate)` tuple with samples shaped `(n,)` or `(n, channels)`.
         sample_rate: target rate in Hz; resampled with a polyphase filter when different.
-        max_seconds: keep at most this many seconds from the start.
+        max_seconds: keep at most this many seconds from the start (the rest is not decoded).
+        max_bytes: refuse files larger than this before reading them (None = no limit).
 
     Returns:
         `(n,)` float32 waveform in [-1, 1].
 
     Raises:
-        ValueError: missing/unreadable file, empty or all-silent audio; the message names the
-            file and the reason.
+        ValueError: missing/unreadable/too large file, empty or all-silent audio (within the
+            first `max_seconds`); the message names the file and the reason.
     """
-    if isinstance(audio, tuple) and len(audio) == 2:
-        samples, sr = audio
-        where = "audio array"
-        try:
-            x = np.asarray(samples, dtype=np.float32)
-            sr = int(sr)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{where}: expected (samples, sample_rate), {e}") from e
-        if sr <= 0:
-            raise ValueError(f"{where}: sample rate must be positive, got {sr}")
-    elif isinstance(audio, (str, Path)):
+    if isinstance(audio, (str, Path)):
         path = Path(audio).expanduser()
         where = f"audio {path}"
         if not path.is_file():
             raise ValueError(f"{where}: file not found")
-        import soundfile as sf
-
-        try:
-            x, sr = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as e:  # noqa: BLE001 - libsndfile raises several types
-            raise ValueError(f"{where}: cannot decode ({type(e).__name__}: {e})") from e
-    else:
+        return _decode_file(
+            path, where, sample_rate=sample_rate, max_seconds=max_seconds, max_bytes=max_bytes
+        )
+    if not (isinstance(audio, tuple) and len(audio) == 2):
         raise ValueError(
             f"audio input must be a path or (samples, sample_rate), got {type(audio).__name__}"
         )
+    samples, sr = audio
+    where = "audio array"
+    try:
+        x = np.asarray(samples, dtype=np.float32)
+        sr = int(sr)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: expected (samples, sample_rate), {e}") from e
+    if sr <= 0:
+        raise ValueError(f"{where}: sample rate must be positive, got {sr}")
     if x.ndim == 2:
         x = x.mean(axis=1)
     if x.ndim != 1:
         raise ValueError(f"{where}: samples must be (n,) or (n, channels), got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError(f"{where}: empty (no samples)")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{where}: contains NaN or infinite samples")
-    if float(np.max(np.abs(x))) < SILENCE_PEAK:
-        raise ValueError(f"{where}: all silent (peak below -80 dBFS)")
     limit = int(max_seconds * sr)
     if x.size > limit:
         logger.info("%s: %.0f s long, using the first %.0f s", where, x.size / sr, max_seconds)
         x = x[:limit]
-    if sr != sample_rate:
-        from scipy.signal import resample_poly
-
-        g = math.gcd(int(sr), int(sample_rate))
-        x = resample_poly(x, sample_rate // g, int(sr) // g)
-    return np.clip(x, -1.0, 1.0).astype(np.float32)
+    clip = _Clip(where, sr, sample_rate)
+    clip.add(x)
+    return clip.result()
 
 
 def _audio_batch(inputs: Any) -> list[Any]:

@@ -37,11 +37,15 @@ MAX_IMAGE_PIXELS = 100_000_000  # larger images are rejected as likely decompres
 CLIP_LABEL_TEMPLATE = "a photo of a {}."  # zero-shot prompt for CLIP's ImageNet labels
 
 
-def load_image(image: Any) -> Any:
-    """Decode one image fully and convert it to RGB.
+def load_image(image: Any, *, max_bytes: int | None = None) -> Any:
+    """Decode one image fully and convert it to RGB; size checks come before any decoding.
+
+    The size on disk and the pixel count (from the header; the lower of ours and PIL's
+    decompression-bomb limit) are checked first, so a huge file or a bomb is never decoded.
 
     Args:
         image: a file path (str or Path) or a PIL image.
+        max_bytes: refuse files larger than this before opening them (None = no limit).
 
     Returns:
         A loaded `PIL.Image.Image` in RGB mode; transparency is flattened onto white.
@@ -50,6 +54,8 @@ def load_image(image: Any) -> Any:
         ValueError: the file is missing, unreadable, not an image, truncated or too large;
             the message names the file and the reason.
     """
+    import warnings
+
     from PIL import Image
 
     if isinstance(image, Image.Image):
@@ -62,12 +68,21 @@ def load_image(image: Any) -> Any:
     path = Path(text).expanduser()
     if not path.is_file():
         raise ValueError(f"image {path}: file not found")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"image {path}: file is {size / 2**20:,.0f} MB; "
+            f"the limit is {max_bytes / 2**20:,.0f} MB"
+        )
+    limit = min(MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS)
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{img.width}x{img.height} pixels is over {MAX_IMAGE_PIXELS}")
-            img.load()
-            return _to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > limit:  # from the header, before any decoding
+                    raise ValueError(f"{img.width}x{img.height} pixels is over {limit:,}")
+                img.load()
+                return _to_rgb(img)
     except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
         raise ValueError(f"image {path}: cannot decode ({type(e).__name__}: {e})") from e
 

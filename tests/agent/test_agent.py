@@ -137,10 +137,10 @@ def test_chat_routes_recommend_explain_feedback(agent: RecommendationAgent) -> N
 
 def test_chat_feedback_keeps_the_request(agent: RecommendationAgent) -> None:
     """'loved #1' refreshes the list for the request the user made, as the UI's like does."""
-    list(agent.chat("u9", "something with ghosts and a haunted house"))
-    first = agent.users.get("u9").last_shown
-    list(agent.chat("u9", "loved #1"))
-    last = agent.last_result("u9")
+    list(agent.chat("ghostfan", "something with ghosts and a haunted house"))
+    first = agent.users.get("ghostfan").last_shown
+    list(agent.chat("ghostfan", "loved #1"))
+    last = agent.last_result("ghostfan")
     assert last is not None and last.query == "something with ghosts and a haunted house"
     assert first[0] not in [r.item.id for r in last.items]  # liked, so now seen
     assert all(_genre(agent, r.item.id) == "horror" for r in last.items[:3])
@@ -210,7 +210,7 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
     """SmolLM2 (real, packaged) wired the way from_config wires the default 1.5B."""
     import dataclasses
 
-    from agent.agent import _LazyLLM
+    from agent.llm import lazy_llm
     from agent.rerank import create_reranker
 
     cfg = dataclasses.replace(
@@ -219,7 +219,7 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
             agent.config.llm, model="smollm2-135m", num_threads=1, max_desc_chars=80, max_history=5
         ),
     )
-    lazy = _LazyLLM(cfg.llm, cfg.model_cache())
+    lazy = lazy_llm(cfg.llm, cfg.model_cache())
     llm_agent = RecommendationAgent(
         config=cfg,
         store=agent.store,
@@ -248,7 +248,7 @@ def test_real_llm_reranks_and_explains_through_the_agent(agent: RecommendationAg
 
 
 def test_chat_asks_the_llm_when_rules_fail(agent: RecommendationAgent, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tests.agent.test_intent_llm import Scripted
+    from tests.agent.chat.test_intent_llm import Scripted
 
     monkeypatch.setattr(agent, "llm", Scripted("B: romance"))
     list(agent.chat("u9", "ugh, enough romance already"))  # no rule matches this phrasing

@@ -97,8 +97,9 @@ def test_llm_errors_and_malformed_output_never_raise(
     for junk in ("", "   ", "<item></item>", "You rated Star Wars 5 and", "\u0000\u0001"):
         exp = Explainer(ScriptedLLM(junk), items=film_items()).explain(ev)
         assert exp.path == "template" and exp.text and exp.reason, junk
-    plain = Explainer(lambda prompt: "You rated Star Wars 5.", items=film_items()).explain(ev)
-    assert plain.path == "llm"  # a bare callable works as the LLM too
+    scripted = ScriptedLLM("You rated Star Wars 5.")
+    exp = Explainer(scripted, items=film_items()).explain(ev)  # explain() uses generate()
+    assert exp.path == "llm" and scripted.prompts[0][0]  # with the system prompt
 
 
 def test_long_output_is_cut_to_three_sentences(vectors: dict) -> None:

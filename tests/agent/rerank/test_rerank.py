@@ -89,7 +89,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     )
 
 
-@pytest.fixture(params=["identity", "llm-pointwise", "llm-listwise"])
+@pytest.fixture(params=["identity", "llm-pointwise", "llm-listwise", "llm-conversation"])
 def reranker(request: pytest.FixtureRequest, tiny) -> Reranker:  # type: ignore[no-untyped-def]
     kw = (
         {} if request.param == "identity" else {"llm": tiny, "batch_size": 3, "time_budget_s": None}
@@ -131,7 +131,7 @@ def test_contract_scores_align(reranker: Reranker) -> None:
 
 
 def test_factory_lists_kinds() -> None:
-    assert list_rerankers() == ["identity", "llm-listwise", "llm-pointwise"]
+    assert list_rerankers() == ["identity", "llm-conversation", "llm-listwise", "llm-pointwise"]
     with pytest.raises(UnknownBackendError, match="llm-pointwise"):
         create_reranker("gpt-ranker")
 

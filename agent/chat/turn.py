@@ -1,0 +1,189 @@
+"""One chat turn's list, driven by the conversation state: candidates, filters, LLM re-rank.
+
+`recommend_for_state` is what `RecommendationAgent.recommend_conversation` runs:
+
+1. **Candidates** from the agent's hybrid retriever: the user's stored history plus the titles
+   liked in the conversation and the "like X" anchors (as fresh likes), the disliked ones pushed
+   away, and a query made of what was asked for (moods, genres, attributes, people, "but Y",
+   the request's content words) whose weight is multiplied by `[hybrid] chat_query_boost`.
+2. **Filters** as exclusions before ranking, so they cannot be drowned by the history: titles
+   mentioned in the conversation, "not that one", "no horror" (title/tag match, like the
+   chat's older "not into X"), the kind of thing wanted (a photo needs an image, "to listen
+   to" needs audio) and the era (items with a known year outside it). A filter that would
+   leave fewer than `k` items is dropped and the result's note says so.
+3. **LLM re-rank** by `agent.rerank.conversation.ConversationReranker` over the top
+   `[llm] chat_top` candidates when the request has words and `[llm] chat_alpha` > 0, inside
+   `[llm] time_budget_s`; past it the retriever's list is shown and the note says why.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent.chat.state import ConversationState, describe_state
+from agent.records import Recommendation, RecommendResult
+from agent.rerank.base import RankedResults, retriever_order
+from retrieval.catalogue import Item
+from retrieval.profiles import History
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["item_year", "recommend_for_state", "retrieval_query"]
+
+_YEAR_IN_TITLE = re.compile(r"\(((?:18|19|20)\d\d)\)\s*$")
+MAX_QUERY_WORDS = 40  # words of the retrieval query built from the state
+
+
+def item_year(item: Item) -> int | None:
+    """Release year from metadata ("year") or a trailing "(1995)" in the title."""
+    meta = item.metadata if isinstance(item.metadata, Mapping) else {}
+    try:
+        if meta.get("year") not in (None, ""):
+            return int(meta["year"])
+    except (TypeError, ValueError):
+        pass
+    m = _YEAR_IN_TITLE.search(item.title)
+    return int(m.group(1)) if m else None
+
+
+def retrieval_query(state: ConversationState, items: Mapping[str, Item]) -> str:
+    """The text the hybrid retriever's `query` source matches: what was asked for, in words."""
+    r = state.request
+    parts: list[str] = [*r.moods, *r.genres, *r.attributes, *r.people]
+    if r.but:
+        parts.append(r.but)
+    # "like X" anchors are not in the query: they join the history (content and co-ratings),
+    # so the query carries what should differ ("but funnier") instead of repeating X
+    parts.append(r.words)
+    words = " ".join(p for p in parts if p).split()
+    return " ".join(list(dict.fromkeys(words))[:MAX_QUERY_WORDS])
+
+
+def _history(
+    base: History, state: ConversationState, items: Mapping[str, Item], like: float
+) -> History:
+    liked = [i for i in dict.fromkeys([*state.liked_ids(), *state.request.like_ids]) if i in items]
+    liked = [i for i in liked if i not in base.item_ids]
+    now = int(time.time())
+    disliked = [i for i in state.disliked_ids() if i in items]
+    return History(
+        [*base.item_ids, *liked],
+        [*base.ratings, *([like] * len(liked))],
+        [*base.timestamps, *([now] * len(liked))],
+        list(dict.fromkeys([*base.disliked, *disliked])),
+    )
+
+
+def _kind_and_era_filters(
+    state: ConversationState, items: Mapping[str, Item], excluded: set[str], k: int
+) -> tuple[set[str], list[str]]:
+    """Ids the wanted kind and era rule out, and notes for the filters that had to be dropped."""
+    r = state.request
+    notes: list[str] = []
+    out: set[str] = set()
+    need = {"image": lambda it: bool(it.image), "audio": lambda it: bool(it.audio)}
+    wanted = [kind for kind in r.kinds if kind in need]
+    if wanted:
+        off = {i for i, it in items.items() if not any(need[kind](it) for kind in wanted)}
+        if len(items) - len(off | excluded) >= k:
+            out |= off
+        else:
+            notes.append(f"too few items with {' or '.join(wanted)} here; showing any kind")
+    if r.era:
+        lo, hi = r.era
+        years = {i: item_year(it) for i, it in items.items()}
+        off = {i for i, y in years.items() if y is not None and not lo <= y <= hi}
+        if len(items) - len(off | out | excluded) >= k:
+            out |= off
+        else:
+            notes.append("too few items from that time here; showing any year")
+    return out, notes
+
+
+def _labels(agent: Any, ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    """Image/sound labels the encoders gave each candidate (from the store's metadata)."""
+    from agent.explain.evidence import labels_from_metadata
+
+    try:
+        got, _, metas = agent.store.get("text", list(ids), include_vectors=False)
+    except Exception as e:  # noqa: BLE001 - labels only enrich the prompt
+        logger.warning("could not read labels for the re-rank prompt: %s", e)
+        return {}
+    return {i: labels_from_metadata(m) for i, m in zip(got, metas, strict=False)}
+
+
+def _boosted(generator: Any, boost: float) -> Any:
+    """The agent's candidate generator with the `query` weight multiplied by `boost`: a shallow
+    copy sharing every fitted model (the shared instance is never changed)."""
+    if boost == 1.0 or "query" not in generator.config.weights:
+        return generator
+    weights = dict(generator.config.weights)
+    weights["query"] *= boost
+    out = copy.copy(generator)
+    out.config = dataclasses.replace(generator.config, weights=weights)
+    return out
+
+
+def recommend_for_state(
+    agent: Any, user_id: str, state: ConversationState, *, k: int = 5
+) -> RecommendResult:
+    """The list for one chat turn (see the module docstring), remembered as the user's last."""
+    from agent.rerank.conversation import ConversationContext
+
+    cfg = agent.config
+    items: Mapping[str, Item] = agent.items
+    r = state.request
+    user = agent.users.get(user_id)
+    excluded = {i for i in state.mentioned_ids() if i in items} | set(r.exclude_ids)
+    excluded |= set(agent._avoided([*user.avoid, *r.exclude_terms]))
+    filtered, notes = _kind_and_era_filters(state, items, excluded, k)
+    history = _history(agent._history(user_id), state, items, cfg.ratings.like_value)
+    query = retrieval_query(state, items)
+    generator = _boosted(agent.generator, cfg.hybrid.chat_query_boost if query else 1.0)
+    cands = generator.generate(history, query=query or None, exclude=sorted(excluded | filtered))
+    if len(cands) < k and (excluded - set(r.exclude_ids)):  # a tiny catalogue: allow mentions
+        notes.append("few items left; titles you mentioned may appear")
+        cands = generator.generate(
+            history, query=query or None, exclude=sorted(set(r.exclude_ids) | filtered)
+        )
+    top = max(1, int(getattr(cfg.llm, "chat_top", cfg.llm.rerank_top)))
+    reranker = getattr(agent, "chat_reranker", None)
+    alpha = float(getattr(cfg.llm, "chat_alpha", 0.0))
+    ranked: RankedResults
+    if reranker is not None and alpha > 0 and r.has_words and len(cands) > 1:
+        ctx = ConversationContext.from_state(
+            state, labels=_labels(agent, [c.item_id for c in cands[:top]]), user_id=user_id
+        )
+        ranked = reranker.rank(ctx, cands[:top], items, alpha=alpha)
+    else:
+        ranked = retriever_order(cands[:top], name="identity")
+    entries = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]
+    rest = [(c, c.score, None) for c in cands[top:]]
+    recs = [
+        Recommendation(
+            item=items[c.item_id],
+            score=float(s),
+            rank=n,
+            sources=dict(c.sources),
+            llm_score=None if llm is None else float(llm),
+        )
+        for n, (c, s, llm) in enumerate((entries + rest)[:k], start=1)
+    ]
+    reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
+    note = "; ".join([*notes, *([ranked.fallback_reason] if ranked.fallback_reason else [])])
+    result = RecommendResult(
+        user_id=user_id,
+        items=recs,
+        reranked=reranked,
+        note=note or None,
+        query=state.last_request or None,
+        understood=describe_state(state.to_dict()),
+    )
+    agent.remember_result(user_id, result, cands)
+    return result
