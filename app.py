@@ -49,6 +49,333 @@ def _card_slot(n: int) -> tuple[list[Any], tuple[Any, Any, Any]]:
     return [col, img, aud, text], btns  # type: ignore[return-value]
 
 
+class _Page:
+    """The page's event handlers and the state they share (the agent, what may be served).
+
+    Each handler returns or yields the values of its outputs, in the order `_wire` lists them.
+    """
+
+    def __init__(
+        self, agent: RecommendationAgent, *, upload_dir: Path, allowed: set[str], limit: int
+    ) -> None:
+        self.agent, self.upload_dir, self.allowed, self.limit = agent, upload_dir, allowed, limit
+        self.n_out = 2 + MAX_CARDS * SLOT_OUTPUTS  # shown ids, header, then the slots
+        self.demo: Any = None  # the Blocks, once built (uploads extend its allowed_paths)
+
+    # ---- shared pieces ---------------------------------------------------------------------
+    def card_updates(self, user_id: str, result: Any | None) -> list[Any]:
+        """Values for [shown, header, *slots] from one RecommendResult (None clears the cards)."""
+        import gradio as gr
+
+        from ui import cards, serving
+
+        recs = list(result.items[:MAX_CARDS]) if result is not None else []
+        out: list[Any] = [[r.item.id for r in recs], cards.result_header(result, user_id)]
+        for n in range(MAX_CARDS):
+            if n >= len(recs):
+                out += [gr.update(visible=False), gr.update(value=None), gr.update(value=None), ""]
+                continue
+            rec = recs[n]
+            image = serving.servable(rec.item.image, self.allowed)
+            audio = serving.servable(rec.item.audio, self.allowed)
+            out += [
+                gr.update(visible=True),
+                gr.update(value=image, visible=image is not None),
+                gr.update(value=audio, visible=audio is not None),
+                cards.card_markdown(rec),
+            ]
+        return out
+
+    def skips(self, n: int | None = None) -> list[Any]:
+        import gradio as gr
+
+        return [gr.skip() for _ in range(self.n_out if n is None else n)]
+
+    # ---- events ----------------------------------------------------------------------------
+    def on_chat(
+        self, message: str, history: list[Any], user_id: str, k: float
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream the reply (escaped); a new list also becomes the cards."""
+        from retrieval.errors import FusionrecError
+        from ui import serving, timers
+        from ui.cards import safe_markdown as safe
+
+        try:
+            uid = serving.clean_user_id(user_id)
+        except FusionrecError as e:
+            yield (f"Sorry: {safe(e)}.", *self.skips())
+            return
+        before = self.agent.last_result(uid)
+        text = ""
+        for item, seconds in timers.with_ticks(self.agent.chat(uid, message, history, k=int(k))):
+            text = text if item is None else safe(item)  # titles and LLM words stay text
+            yield (text if item is not None else timers.working(text, seconds), *self.skips())
+        after = self.agent.last_result(uid)
+        if after is not before:  # a new list: show it as cards too
+            yield (text, *self.card_updates(uid, after))
+
+    def on_user(self, user_id: str) -> list[Any]:
+        """A new user picked: empty chat, a fresh conversation, their last list."""
+        import gradio as gr
+
+        from retrieval.errors import FusionrecError
+        from ui import serving
+
+        try:
+            uid = serving.clean_user_id(user_id)
+        except FusionrecError as e:
+            return [[], [], gr.update(visible=False), f"_{e}_", *self.card_updates("?", None)]
+        known = (
+            ""
+            if self.agent.users.known(uid)
+            else " (new user: starts cold, remembered from now on)"
+        )
+        self.agent.reset_conversation(uid)  # the chat starts empty, and so does what it understood
+        return [
+            [],
+            [],
+            gr.update(visible=False),
+            f"Chatting as **{uid}**{known}.",
+            *self.card_updates(uid, self.agent.last_result(uid)),
+        ]
+
+    def on_feedback(
+        self,
+        slot: int,
+        liked: bool,
+        user_id: str,
+        k: float,
+        shown: list[str],
+        history: list[Any],
+    ) -> Iterator[list[Any]]:
+        """Record the like/dislike, then show (cards) and say (chat) the updated list."""
+        import gradio as gr
+
+        from agent.chat.respond import format_list
+        from retrieval.errors import FusionrecError
+        from ui import serving, timers
+        from ui.cards import safe_markdown as safe
+
+        n_out = self.n_out
+        try:
+            uid = serving.clean_user_id(user_id)
+            item = self.agent.items[shown[slot]]
+        except (FusionrecError, IndexError, KeyError) as e:
+            yield [f"_Cannot record that: {safe(e)}_", *self.skips(n_out + 3)]
+            return
+        self.agent.feedback(uid, item.id, liked)
+        verb = "Liked" if liked else "Noted: less like"
+        title = safe(item.title)
+        yield [
+            f"{verb} “{title}”. Updating your picks…",
+            gr.update(visible=False),
+            *self.skips(n_out + 2),
+        ]
+        try:
+            result = None
+            for got, seconds in timers.with_ticks(
+                self.agent.refresh_after_feedback(uid, k=int(k)) for _ in (0,)
+            ):
+                if got is None:
+                    yield [
+                        timers.working(f"{verb} “{title}”. Updating your picks…", seconds),
+                        *self.skips(n_out + 3),
+                    ]
+                result = got or result
+        except FusionrecError as e:
+            yield [f"{verb} “{title}”, but no new list: {safe(e)}", *self.skips(n_out + 3)]
+            return
+        said = [
+            *history,
+            {
+                "role": "assistant",
+                "content": safe(format_list(result, f"{verb} “{item.title}”. Updated picks:")),
+            },
+        ]
+        yield [
+            f"{verb} “{title}”. Updated picks below.",
+            gr.skip(),
+            said,
+            said,
+            *self.card_updates(uid, result),
+        ]
+
+    def on_why(self, slot: int, user_id: str, shown: list[str]) -> Iterator[list[Any]]:
+        """Stream the explanation into the Why panel, then the evidence table."""
+        import gradio as gr
+
+        from retrieval.errors import FusionrecError
+        from ui import cards, serving, timers
+        from ui.cards import safe_markdown as safe
+
+        try:
+            uid = serving.clean_user_id(user_id)
+            item = self.agent.items[shown[slot]]
+        except (FusionrecError, IndexError, KeyError) as e:
+            yield [gr.update(visible=True), f"_Cannot explain that: {safe(e)}_", ""]
+            return
+        box = gr.update(visible=True, open=True, label=f"Why “{item.title}”?")
+        yield [box, timers.working("Working out why…", 0), ""]
+        text = "Working out why…"
+        try:
+            stream = cards.explain_with_evidence(self.agent, uid, item.id)
+            for got, seconds in timers.with_ticks(stream):
+                if got is None:
+                    yield [gr.skip(), timers.working(text, seconds), gr.skip()]
+                    continue
+                text, exp = got
+                text = safe(text)
+                yield [
+                    gr.skip(),
+                    text,
+                    cards.evidence_markdown(exp) if exp is not None else gr.skip(),
+                ]
+        except FusionrecError as e:
+            yield [gr.skip(), f"Sorry: {safe(e)}.", ""]
+
+    def on_upload(self, file: str | None) -> list[Any]:
+        """Ingest an uploaded catalogue; serve its new media (and only those)."""
+        import gradio as gr
+
+        from ui import uploads
+
+        text, rows, new = uploads.ingest_upload(
+            self.agent, file, self.upload_dir, max_bytes=self.limit, served=self.allowed
+        )
+        if new and getattr(self.demo, "allowed_paths", None) is not None:
+            self.demo.allowed_paths.extend(new)
+        return [text, gr.update(value=rows, visible=bool(rows))]
+
+
+def _layout(page: _Page, users: list[str], labels: dict[str, str]) -> dict[str, Any]:
+    """Create the page's components (inside an open `gr.Blocks`); returns them by name."""
+    import gradio as gr
+
+    from ui import uploads
+
+    c: dict[str, Any] = {}
+    gr.Markdown(
+        "## fusionrec · multimodal recommendations, private and offline\n"
+        "Ask in the chat (“something calm to listen to”, “why #2?”, “like #1 but darker”, "
+        "“not into horror”), or use the buttons on the cards."
+    )
+    with gr.Row(equal_height=True):
+        c["user"] = gr.Dropdown(
+            choices=[(labels.get(u, u), u) for u in users],
+            value=users[0] if users else None,
+            allow_custom_value=True,
+            filterable=True,
+            label="User",
+            info="pick a known user or type a new id (new users start cold)",
+            scale=1,
+            elem_id="fr-user",
+        )
+        c["status"] = gr.Markdown(elem_id="fr-status", scale=2)
+    c["k"] = gr.Slider(1, MAX_CARDS, value=DEFAULT_K, step=1, label="How many (k)", render=False)
+    c["shown"] = gr.State([])
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            c["header"] = gr.Markdown(elem_id="fr-header")
+            with gr.Accordion("Why?", visible=False, elem_id="fr-why") as c["why_box"]:
+                c["why_text"] = gr.Markdown(elem_id="fr-why-text")
+                c["why_evidence"] = gr.Markdown(elem_id="fr-why-evidence")
+            c["slots"], c["buttons"] = [], []
+            for row in range(0, MAX_CARDS, 3):
+                with gr.Row(equal_height=False):
+                    for n in range(row, min(row + 3, MAX_CARDS)):
+                        components, btns = _card_slot(n)
+                        c["slots"] += components
+                        c["buttons"].append(btns)
+        with gr.Column(scale=1, min_width=320):
+            c["chat"] = gr.ChatInterface(
+                page.on_chat,
+                additional_inputs=[c["user"], c["k"]],
+                additional_outputs=[c["shown"], c["header"], *c["slots"]],
+                additional_inputs_accordion=gr.Accordion("Options", open=False, render=False),
+                chatbot=gr.Chatbot(
+                    height=460,
+                    elem_id="fr-chat",
+                    label="Chat",
+                    show_label=False,
+                    group_consecutive_messages=False,
+                    placeholder="Ask for recommendations, or “why #1?”",
+                    latex_delimiters=[],  # a "$" in a title is text, not KaTeX
+                ),
+                textbox=gr.Textbox(
+                    placeholder="e.g. recommend something calm to listen to",
+                    elem_id="fr-input",
+                    submit_btn=True,
+                    show_label=False,
+                ),
+                api_name="chat",
+                fill_height=False,
+            )
+    with gr.Accordion("Add to the catalogue", open=False):
+        gr.Markdown(
+            f"Upload a JSONL, CSV or Parquet catalogue (`id, title, description, tags, image, "
+            f"audio`), or a zip holding one catalogue and its media files; at most "
+            f"{page.limit / 2**20:.0f} MB. Bad rows are listed; the rest goes in."
+        )
+        with gr.Row():
+            c["upload"] = gr.File(
+                file_types=list(uploads.UPLOAD_SUFFIXES),
+                type="filepath",
+                label="Catalogue",
+                elem_id="fr-upload",
+            )
+            c["ingest"] = gr.Button("Ingest", variant="primary", scale=0, elem_id="fr-ingest")
+        c["report"] = gr.Markdown(elem_id="fr-report")
+        c["errors"] = gr.Dataframe(
+            headers=["row", "id", "field", "error"],
+            visible=False,
+            wrap=True,
+            interactive=False,
+            label="Problem rows",
+            elem_id="fr-errors",
+        )
+    return c
+
+
+def _wire(demo: gr.Blocks, page: _Page, c: dict[str, Any]) -> None:
+    """Connect every component's events to the page's handlers."""
+    chat = c["chat"]
+    card_outputs = [c["shown"], c["header"], *c["slots"]]
+    user_change = dict(
+        fn=page.on_user,
+        inputs=[c["user"]],
+        outputs=[chat.chatbot, chat.chatbot_state, c["why_box"], c["status"], *card_outputs],
+        api_visibility="private",
+    )
+    c["user"].change(**user_change)
+    demo.load(**user_change)
+    for n, (why_btn, like_btn, dislike_btn) in enumerate(c["buttons"]):
+        why_btn.click(
+            functools.partial(page.on_why, n),
+            [c["user"], c["shown"]],
+            [c["why_box"], c["why_text"], c["why_evidence"]],
+            api_visibility="private",
+        )
+        for btn, liked in ((like_btn, True), (dislike_btn, False)):
+            btn.click(
+                functools.partial(page.on_feedback, n, liked),
+                [c["user"], c["k"], c["shown"], chat.chatbot],
+                [c["status"], c["why_box"], chat.chatbot, chat.chatbot_state, *card_outputs],
+                api_visibility="private",
+                show_progress="minimal",
+            )
+    import gradio as gr
+
+    def on_upload(
+        file: str | None,
+        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio API)
+    ) -> list[Any]:
+        return page.on_upload(file)  # gradio shows ingest's progress bar through `progress`
+
+    c["ingest"].click(
+        on_upload, [c["upload"]], [c["report"], c["errors"]], api_visibility="private"
+    )
+
+
 def build_demo(
     agent: RecommendationAgent,
     *,
@@ -56,7 +383,8 @@ def build_demo(
     media: set[str] | None = None,
     max_upload_bytes: int | None = None,
 ) -> gr.Blocks:
-    """The whole page, wired to `agent`.
+    """The whole page, wired to `agent`: handlers (`_Page`), components (`_layout`), events
+    (`_wire`).
 
     Args:
         agent: the recommendation agent every event calls.
@@ -68,261 +396,23 @@ def build_demo(
     """
     import gradio as gr
 
-    from agent.chat.respond import format_list
-    from retrieval.errors import FusionrecError
-    from ui import cards, serving, timers, uploads
+    from ui import serving, uploads
 
     upload_dir = Path(upload_dir).expanduser()
     allowed = media if media is not None else serving.allowed_media(agent, upload_dir=upload_dir)
-    limit = max_upload_bytes or uploads.MAX_UPLOAD_BYTES
-    users = agent.users.user_ids()
-    from retrieval.datasets.media.personas import persona_labels
-
-    cfg = getattr(agent, "config", None)  # demo personas first, labelled as such in the picker
-    personas = persona_labels(cfg.data.items if cfg is not None else None)
-    users = [*(u for u in personas if u in users), *(u for u in users if u not in personas)]
-    n_out = 2 + MAX_CARDS * SLOT_OUTPUTS  # shown ids, header, then the slots
-
-    def card_updates(user_id: str, result: Any | None) -> list[Any]:
-        """Values for [shown, header, *slots] from one RecommendResult (None clears the cards)."""
-        recs = list(result.items[:MAX_CARDS]) if result is not None else []
-        out: list[Any] = [[r.item.id for r in recs], cards.result_header(result, user_id)]
-        for n in range(MAX_CARDS):
-            if n >= len(recs):
-                out += [gr.update(visible=False), gr.update(value=None), gr.update(value=None), ""]
-                continue
-            rec = recs[n]
-            image = serving.servable(rec.item.image, allowed)
-            audio = serving.servable(rec.item.audio, allowed)
-            out += [
-                gr.update(visible=True),
-                gr.update(value=image, visible=image is not None),
-                gr.update(value=audio, visible=audio is not None),
-                cards.card_markdown(rec),
-            ]
-        return out
-
-    def skips(n: int = n_out) -> list[Any]:
-        return [gr.skip() for _ in range(n)]
-
-    def on_chat(
-        message: str, history: list[Any], user_id: str, k: float
-    ) -> Iterator[tuple[Any, ...]]:
-        try:
-            uid = serving.clean_user_id(user_id)
-        except FusionrecError as e:
-            yield (f"Sorry: {e}.", *skips())
-            return
-        before = agent.last_result(uid)
-        text = ""
-        for item, seconds in timers.with_ticks(agent.chat(uid, message, history, k=int(k))):
-            text = text if item is None else item
-            yield (text if item is not None else timers.working(text, seconds), *skips())
-        after = agent.last_result(uid)
-        if after is not before:  # a new list: show it as cards too
-            yield (text, *card_updates(uid, after))
-
-    def on_user(user_id: str) -> list[Any]:
-        try:
-            uid = serving.clean_user_id(user_id)
-        except FusionrecError as e:
-            return [[], [], gr.update(visible=False), f"_{e}_", *card_updates("?", None)]
-        known = "" if agent.users.known(uid) else " (new user: starts cold, remembered from now on)"
-        return [
-            [],
-            [],
-            gr.update(visible=False),
-            f"Chatting as **{uid}**{known}.",
-            *card_updates(uid, agent.last_result(uid)),
-        ]
-
-    def on_feedback(
-        slot: int, liked: bool, user_id: str, k: float, shown: list[str], history: list[Any]
-    ) -> Iterator[list[Any]]:
-        """Record the like/dislike, then show (cards) and say (chat) the updated list."""
-        try:
-            uid = serving.clean_user_id(user_id)
-            item = agent.items[shown[slot]]
-        except (FusionrecError, IndexError, KeyError) as e:
-            yield [f"_Cannot record that: {e}_", *skips(n_out + 3)]
-            return
-        agent.feedback(uid, item.id, liked)
-        verb = "Liked" if liked else "Noted: less like"
-        yield [
-            f"{verb} “{item.title}”. Updating your picks…",
-            gr.update(visible=False),
-            *skips(n_out + 2),
-        ]
-        try:
-            result = None
-            for got, seconds in timers.with_ticks(
-                agent.refresh_after_feedback(uid, k=int(k)) for _ in (0,)
-            ):
-                if got is None:
-                    yield [
-                        timers.working(f"{verb} “{item.title}”. Updating your picks…", seconds),
-                        *skips(n_out + 3),
-                    ]
-                result = got or result
-        except FusionrecError as e:
-            yield [f"{verb} “{item.title}”, but no new list: {e}", *skips(n_out + 3)]
-            return
-        said = [
-            *history,
-            {
-                "role": "assistant",
-                "content": format_list(result, f"{verb} “{item.title}”. Updated picks:"),
-            },
-        ]
-        yield [
-            f"{verb} “{item.title}”. Updated picks below.",
-            gr.skip(),
-            said,
-            said,
-            *card_updates(uid, result),
-        ]
-
-    def on_why(slot: int, user_id: str, shown: list[str]) -> Iterator[list[Any]]:
-        try:
-            uid = serving.clean_user_id(user_id)
-            item = agent.items[shown[slot]]
-        except (FusionrecError, IndexError, KeyError) as e:
-            yield [gr.update(visible=True), f"_Cannot explain that: {e}_", ""]
-            return
-        box = gr.update(visible=True, open=True, label=f"Why “{item.title}”?")
-        yield [box, timers.working("Working out why…", 0), ""]
-        text = "Working out why…"
-        try:
-            for got, seconds in timers.with_ticks(cards.explain_with_evidence(agent, uid, item.id)):
-                if got is None:
-                    yield [gr.skip(), timers.working(text, seconds), gr.skip()]
-                    continue
-                text, exp = got
-                yield [
-                    gr.skip(),
-                    text,
-                    cards.evidence_markdown(exp) if exp is not None else gr.skip(),
-                ]
-        except FusionrecError as e:
-            yield [gr.skip(), f"Sorry: {e}.", ""]
-
-    def on_upload(
-        file: str | None,
-        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (gradio API)
-    ) -> list[Any]:
-        text, rows, new = uploads.ingest_upload(
-            agent, file, upload_dir, max_bytes=limit, served=allowed
-        )
-        if new and getattr(demo, "allowed_paths", None) is not None:  # serve new media, only it
-            demo.allowed_paths.extend(new)
-        return [text, gr.update(value=rows, visible=bool(rows))]
-
+    page = _Page(
+        agent,
+        upload_dir=upload_dir,
+        allowed=allowed,
+        limit=max_upload_bytes or uploads.MAX_UPLOAD_BYTES,
+    )
+    labels = agent.user_labels()  # demo personas, labelled as such in the picker, come first
+    known = agent.users.user_ids()
+    users = [*(u for u in labels if u in known), *(u for u in known if u not in labels)]
     with gr.Blocks(title="fusionrec", analytics_enabled=False, fill_width=True) as demo:
-        gr.Markdown(
-            "## fusionrec · multimodal recommendations, private and offline\n"
-            "Ask in the chat (“something calm to listen to”, “why #2?”, “like #1 but darker”, "
-            "“not into horror”), or use the buttons on the cards."
-        )
-        with gr.Row(equal_height=True):
-            user = gr.Dropdown(
-                choices=[(personas.get(u, u), u) for u in users],
-                value=users[0] if users else None,
-                allow_custom_value=True,
-                filterable=True,
-                label="User",
-                info="pick a known user or type a new id (new users start cold)",
-                scale=1,
-                elem_id="fr-user",
-            )
-            status = gr.Markdown(elem_id="fr-status", scale=2)
-        k = gr.Slider(1, MAX_CARDS, value=DEFAULT_K, step=1, label="How many (k)", render=False)
-        shown = gr.State([])
-        with gr.Row():
-            with gr.Column(scale=2, min_width=320):
-                header = gr.Markdown(elem_id="fr-header")
-                with gr.Accordion("Why?", visible=False, elem_id="fr-why") as why_box:
-                    why_text = gr.Markdown(elem_id="fr-why-text")
-                    why_evidence = gr.Markdown(elem_id="fr-why-evidence")
-                slots: list[Any] = []
-                buttons: list[tuple[Any, Any, Any]] = []
-                for row in range(0, MAX_CARDS, 3):
-                    with gr.Row(equal_height=False):
-                        for n in range(row, min(row + 3, MAX_CARDS)):
-                            components, btns = _card_slot(n)
-                            slots += components
-                            buttons.append(btns)
-            with gr.Column(scale=1, min_width=320):
-                chat = gr.ChatInterface(
-                    on_chat,
-                    additional_inputs=[user, k],
-                    additional_outputs=[shown, header, *slots],
-                    additional_inputs_accordion=gr.Accordion("Options", open=False, render=False),
-                    chatbot=gr.Chatbot(
-                        height=460,
-                        elem_id="fr-chat",
-                        label="Chat",
-                        show_label=False,
-                        group_consecutive_messages=False,
-                        placeholder="Ask for recommendations, or “why #1?”",
-                    ),
-                    textbox=gr.Textbox(
-                        placeholder="e.g. recommend something calm to listen to",
-                        elem_id="fr-input",
-                        submit_btn=True,
-                        show_label=False,
-                    ),
-                    api_name="chat",
-                    fill_height=False,
-                )
-        with gr.Accordion("Add to the catalogue", open=False):
-            gr.Markdown(
-                f"Upload a JSONL, CSV or Parquet catalogue (`id, title, description, tags, image, "
-                f"audio`), or a zip holding one catalogue and its media files; at most "
-                f"{limit / 2**20:.0f} MB. Bad rows are listed; the rest goes in."
-            )
-            with gr.Row():
-                upload = gr.File(
-                    file_types=list(uploads.UPLOAD_SUFFIXES),
-                    type="filepath",
-                    label="Catalogue",
-                    elem_id="fr-upload",
-                )
-                ingest_btn = gr.Button("Ingest", variant="primary", scale=0, elem_id="fr-ingest")
-            report = gr.Markdown(elem_id="fr-report")
-            errors = gr.Dataframe(
-                headers=["row", "id", "field", "error"],
-                visible=False,
-                wrap=True,
-                interactive=False,
-                label="Problem rows",
-                elem_id="fr-errors",
-            )
-
-        card_outputs = [shown, header, *slots]
-        user_change = dict(
-            fn=on_user,
-            inputs=[user],
-            outputs=[chat.chatbot, chat.chatbot_state, why_box, status, *card_outputs],
-            api_visibility="private",
-        )
-        user.change(**user_change)
-        demo.load(**user_change)
-        for n, (why_btn, like_btn, dislike_btn) in enumerate(buttons):
-            why_btn.click(
-                functools.partial(on_why, n),
-                [user, shown],
-                [why_box, why_text, why_evidence],
-                api_visibility="private",
-            )
-            for btn, liked in ((like_btn, True), (dislike_btn, False)):
-                btn.click(
-                    functools.partial(on_feedback, n, liked),
-                    [user, k, shown, chat.chatbot],
-                    [status, why_box, chat.chatbot, chat.chatbot_state, *card_outputs],
-                    api_visibility="private",
-                    show_progress="minimal",
-                )
-        ingest_btn.click(on_upload, [upload], [report, errors], api_visibility="private")
+        components = _layout(page, users, labels)
+        _wire(demo, page, components)
+    page.demo = demo
     return demo
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from agent.llm.base import LLM
-from agent.records import Evidence, Explanation, Recommendation, RecommendResult
-from agent.rerank.base import Reranker
+from agent.records import Evidence, Explanation, RecommendResult, recommendations
+from agent.rerank.base import Reranker, final_order
 from agent.streams import drain
 from agent.users import Interaction, UserStore
 from retrieval.catalogue import Item
@@ -211,18 +211,7 @@ class RecommendationAgent:
             user_id=user_id,
         )
         ranked = self.reranker.rank(ctx, cands[:top], self.items)
-        entries = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]
-        rest = [(c, c.score, None) for c in cands[top:]]
-        recs = [
-            Recommendation(
-                item=self.items[c.item_id],
-                score=float(s),
-                rank=n,
-                sources=dict(c.sources),
-                llm_score=None if llm is None else float(llm),
-            )
-            for n, (c, s, llm) in enumerate((entries + rest)[:k], start=1)
-        ]
+        recs = recommendations(self.items, final_order(ranked, cands, top), k)
         reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
         note = ranked.fallback_reason
         result = RecommendResult(
@@ -342,7 +331,10 @@ class RecommendationAgent:
         from agent.chat.state import update_state
 
         user_id = str(user_id)
-        llm = self.llm if self.config.llm.chat_alpha > 0 else None  # undecided sentiments only
+        # the LLM reads sentiments the rules leave undecided, when it is in memory already
+        # (a chat message never waits for a model load just for that)
+        llm = self.llm if self.config.llm.chat_alpha > 0 else None
+        llm = llm if llm is not None and getattr(llm, "loaded", True) else None
         state = update_state(
             self._conversations.get(user_id), speaker, text, linker=self.linker, llm=llm
         )
@@ -379,6 +371,13 @@ class RecommendationAgent:
             conv = self._conversations.get(user_id)
             if conv is not None:
                 record_shown(conv, state.last_shown, [r.item.title for r in result.items])
+
+    def user_labels(self) -> dict[str, str]:
+        """Display names of the catalogue's demo personas (id -> label saying it is one);
+        empty for catalogues without personas. The UI lists these users first."""
+        from retrieval.datasets.media.personas import persona_labels
+
+        return persona_labels(self.config.data.items)
 
     def last_result(self, user_id: str) -> RecommendResult | None:
         """The most recent list shown to this user (what "#3" refers to in chat)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -116,3 +117,19 @@ class RecommendResult:
             "understood": self.understood,
             "items": [r.to_dict() for r in self.items],
         }
+
+
+def recommendations(
+    items: Mapping[str, Item], scored: Sequence[tuple[Any, float, float | None]], k: int
+) -> list[Recommendation]:
+    """`Recommendation`s (ranks from 1) for the first `k` of (candidate, score, LLM score)."""
+    return [
+        Recommendation(
+            item=items[c.item_id],
+            score=float(s),
+            rank=n,
+            sources=dict(c.sources),
+            llm_score=None if llm is None else float(llm),
+        )
+        for n, (c, s, llm) in enumerate(scored[:k], start=1)
+    ]

@@ -39,14 +39,15 @@ def main() -> int:
 
     from retrieval.catalogue import read_catalogue
     from retrieval.config import EncoderConfig
-    from retrieval.datasets.demo_catalogue import build_demo_catalogue
+    from retrieval.datasets.media.build import build_media_catalogue
     from retrieval.encoders.audio import YAMNET_SR, load_audio
     from retrieval.encoders.image import load_image
     from retrieval.ingest import Encoders, ingest_items
     from retrieval.store import VectorStore
 
     tmp = Path(tempfile.mkdtemp(prefix="fusionrec-bench-"))
-    items, _ = read_catalogue(build_demo_catalogue(tmp / "demo"))
+    build_media_catalogue(tmp / "demo")  # media packages come from the cache after one fetch
+    items, _ = read_catalogue(tmp / "demo" / "catalogue.jsonl")
     enc = Encoders.from_config(EncoderConfig(device=args.device, num_threads=args.threads))
     images = [i for i in items if i.image][: args.n]
     sounds = [i for i in items if i.audio][: args.n]

@@ -17,6 +17,7 @@ with transformers bf16 (mean over users). Also: what `auto` chooses here, and wh
     python -m bench.llm_backends                        # both models, every backend
     python -m bench.llm_backends --models smollm2-135m --users 3
     python -m bench.llm_backends --backends llama.cpp transformers-bf16
+    python -m bench.llm_backends --threads 1 --users 3 --skip qwen2.5-coder-1.5b:transformers-fp32
 
 Timings on a shared 2-core CPU are noisy: the report records the load average at start.
 """
@@ -91,7 +92,11 @@ def _load(model: str, backend: str, threads: int) -> tuple[Any, Any]:
     from agent.llm.openai_http import OpenAIHTTPLLM
 
     proc, url = _start_server(gguf_path(model), threads)
-    return OpenAIHTTPLLM(url, timeout_s=120), proc
+    # one request at a time: the server runs them one after another anyway, and a queue of
+    # four long prompts on a busy CPU would run into the per-request timeout
+    llm = OpenAIHTTPLLM(url, timeout_s=900)
+    llm.concurrency = 1
+    return llm, proc
 
 
 def worker(model: str, backend: str, users: int, threads: int, seed: int) -> dict[str, Any]:
@@ -99,13 +104,14 @@ def worker(model: str, backend: str, users: int, threads: int, seed: int) -> dic
     from agent.rerank import create_reranker
     from bench.rerank import bench_users
 
-    cases, items = bench_users(users, 20, seed, 8)
+    cases, items = bench_users(users + 1, 20, seed, 8)
+    warm, cases = cases[0], cases[1:]  # warm-up on another user: no prompt KV reuse in timings
     start = time.perf_counter()
     llm, server = _load(model, backend, threads)
     load_s = time.perf_counter() - start
     try:
         rr = create_reranker("llm-pointwise", llm=llm, alpha=1.0, time_budget_s=None)
-        rr.score(cases[0][0], cases[0][1], items)  # warm-up (first-call allocations)
+        rr.score(warm[0], warm[1], items)  # warm-up (first-call allocations)
         secs, scores, tokens = [], [], []
         for user, cands, _ in cases:
             t = time.perf_counter()
@@ -195,9 +201,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from agent.llm.probe import choose_backend
 
     report: dict[str, Any] = {"environment": environment(), "rows": [], "auto": {}}
+    partial = Path(args.out).with_suffix(".partial.json")
     for model in args.models:
         rows: dict[str, dict[str, Any]] = {}
         for backend in args.backends:
+            if f"{model}:{backend}" in args.skip:
+                continue
             cmd = [
                 sys.executable, "-m", "bench.llm_backends", "--worker", "--models", model,
                 "--backends", backend, "--users", str(args.users), "--threads", str(args.threads),
@@ -207,12 +216,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
-                err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                lines = proc.stderr.strip().splitlines() or ["?"]
+                err = next((ln for ln in reversed(lines) if "Error" in ln), lines[-1])
                 logger.warning("%s / %s failed: %s", model, backend, err)
                 rows[backend] = {"model": model, "backend": backend, "error": err[:300]}
                 continue
             rows[backend] = json.loads(proc.stdout.strip().splitlines()[-1])
             rows[backend]["wall_s"] = round(time.perf_counter() - t, 1)
+            done = {**report, "rows": report["rows"] + list(rows.values())}
+            partial.write_text(json.dumps(done, indent=2) + "\n")  # a long run loses nothing
         ref = rows.get("transformers-bf16", {}).get("scores")
         for row in rows.values():
             if ref and "scores" in row:
@@ -224,6 +236,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "reason": choice.reason,
             "measured": choice.measured,
         }
+    partial.unlink(missing_ok=True)
     return report
 
 
@@ -256,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="docs/llm_backends.json")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help="model:backend pairs to leave out, e.g. qwen2.5-coder-1.5b:transformers-fp32 "
+        "(11 GB RSS)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

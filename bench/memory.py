@@ -5,7 +5,8 @@ Usage: python -m bench.memory [--work DIR] [--hours 2] [--out docs/memory.json]
 Each case runs in its own subprocess under `/usr/bin/time -f %M` (peak resident set, KB),
 into a fresh store, with the default config (so all three encoders load in every case):
 
-- normal: `fusionrec ingest` of 10 demo items (5 with an image, 5 with a sound);
+- normal: `fusionrec ingest` of 10 ordinary items: 5 scikit-image sample photos and 5 sounds
+  (the test suite's speech clip and four 8-20 s 44.1 kHz stereo clips written here);
 - flac: `fusionrec ingest` of one row whose audio is a 2-hour silent 44.1 kHz stereo FLAC
   (~1.4 MB; written here block by block with soundfile);
 - sparse: `fusionrec ingest` of one row whose image is a 2 GB sparse file;
@@ -74,21 +75,43 @@ def _zip(path: Path, files: dict[str, Path]) -> Path:
     return path
 
 
+PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png")
+
+
+def _normal_items(demo: Path) -> list[dict[str, Any]]:
+    """10 ordinary rows with their media in `demo/media` (5 photos, 5 sounds); no download."""
+    import shutil
+
+    import numpy as np
+    import skimage
+    import soundfile as sf
+
+    media = demo / "media"
+    media.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for name in PHOTOS:
+        shutil.copyfile(Path(skimage.__file__).parent / "data" / name, media / name)
+        rows.append({"id": name, "title": f"Photo {name}", "image": f"media/{name}"})
+    shutil.copyfile(ROOT / "tests" / "data" / "speech.flac", media / "speech.flac")
+    rows.append({"id": "speech", "title": "Spoken words", "audio": "media/speech.flac"})
+    rng = np.random.default_rng(0)
+    for n, (freq, seconds) in enumerate(((220, 8), (440, 12), (880, 16), (0, 20))):
+        t = np.arange(44_100 * seconds) / 44_100
+        x = 0.3 * np.sin(2 * np.pi * freq * t) if freq else 0.1 * rng.standard_normal(t.size)
+        sf.write(media / f"clip{n}.flac", np.stack([x, x], axis=1).astype(np.float32), 44_100)
+        rows.append({"id": f"clip{n}", "title": f"Clip {n}", "audio": f"media/clip{n}.flac"})
+    return rows
+
+
 def prepare(work: Path, hours: float) -> dict[str, tuple[str, Path, float]]:
     """Build the inputs once (reused between runs).
 
     Returns:
         case -> (mode, input path, MB of the hostile file or of all the media).
     """
-    from retrieval.datasets.demo_catalogue import build_demo_catalogue
-
     work.mkdir(parents=True, exist_ok=True)
-    demo = work / "demo"
-    catalogue = demo / "catalogue.jsonl"
-    if not catalogue.is_file():
-        build_demo_catalogue(demo)
-    rows = [json.loads(line) for line in catalogue.read_text().splitlines() if line.strip()]
-    normal_rows = [r for r in rows if r.get("image")][:5] + [r for r in rows if r.get("audio")][:5]
+    demo = work / "normal"
+    normal_rows = _normal_items(demo)
     normal = _jsonl(demo / "normal10.jsonl", normal_rows)
     flac = _silent_flac(work / "silent-2h.flac", hours)
     hostile = work / "hostile"

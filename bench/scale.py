@@ -55,6 +55,12 @@ def pct(xs: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_s() -> float:
+    """CPU seconds used by this process so far, all threads (robust to a busy machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def rss_gb() -> float:
     """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
@@ -138,13 +144,14 @@ def child_cf(n_items: int, model_name: str) -> dict[str, Any]:
     }[model_name]()
     fit_on = ordered if model_name == "transitions" else binary
     res["estimate_gb"] = round(model.estimate_bytes(fit_on) / 2**30, 3)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     try:
         model.fit(fit_on)
     except ModelTooLargeError as e:
         res["refused"] = str(e)
         return res
     res["fit_s"] = round(time.perf_counter() - t0, 2)
+    res["fit_cpu_s"] = round(cpu_s() - c0, 2)
     res["peak_rss_gb"] = rss_gb()
     rng = np.random.default_rng(2)
     active = np.flatnonzero(np.diff(binary.indptr) > 0)
@@ -164,7 +171,7 @@ def _chroma_dir(work: Path, n: int) -> Path:
     return work / f"chroma-{n}"
 
 
-def child_vectors(n: int, work: Path) -> dict[str, Any]:
+def child_vectors(n: int, work: Path, max_hnsw: int = 10**9) -> dict[str, Any]:
     """Exact numpy top-50 timing and truth (saved for `child_hnsw`), then the Chroma ingest."""
     from retrieval.numpy_index import NumpyIndex
 
@@ -184,6 +191,10 @@ def child_vectors(n: int, work: Path) -> dict[str, Any]:
     np.savez(work / f"truth-{n}.npz", queries=q, truth=np.array(truth, np.int64))
     res["exact_query_top50"] = pct(lat)
     res["exact_index_gb"] = round(vecs.nbytes / 2**30, 3)
+    if n > max_hnsw:
+        res["hnsw_skipped"] = f"{n:,} items > --max-hnsw {max_hnsw:,} (HNSW build time; see docs)"
+        res["peak_rss_gb"] = rss_gb()
+        return res
     res.update(_ingest(n, ids, vecs, _chroma_dir(work, n)))
     res["peak_rss_gb"] = rss_gb()
     return res
@@ -198,17 +209,19 @@ def _ingest(n: int, ids: list[str], vecs: np.ndarray, path: Path) -> dict[str, A
         return json.loads(marker.read_text())
     shutil.rmtree(path, ignore_errors=True)
     store = VectorStore.open(path)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     batch = 5000
     for a in range(0, n, batch):
         chunk = ids[a : a + batch]
         store.upsert("text", chunk, vecs[a : a + batch], [{}] * len(chunk))
         if a and a % 100_000 == 0:
             logging.info("ingested %d in %.0f s", a, time.perf_counter() - t0)
-    s = time.perf_counter() - t0
+    s, c = time.perf_counter() - t0, cpu_s() - c0
     res = {
         "chroma_ingest_s": round(s, 1),
         "chroma_ingest_items_per_s": round(n / s, 1),
+        "chroma_ingest_cpu_s": round(c, 1),
+        "chroma_ingest_items_per_cpu_s": round(n / c, 1),
         "chroma_disk_gb": round(
             sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**30, 3
         ),
@@ -273,9 +286,9 @@ def child_encode(n: int, work: Path) -> dict[str, Any]:
     ]
     enc = create_encoder("minilm", num_threads=2)
     enc.encode(texts[:32])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     vecs = enc.encode(texts, batch_size=64)
-    s = time.perf_counter() - t0
+    s, c = time.perf_counter() - t0, cpu_s() - c0
     ids = [f"t{i}" for i in range(n)]
     q = profile_queries(vecs)
     exact = NumpyIndex({"text": (ids, vecs)})
@@ -286,6 +299,8 @@ def child_encode(n: int, work: Path) -> dict[str, Any]:
         "encode_s": round(s, 1),
         "encode_items_per_s": round(n / s, 1),
         "extrapolated_1m_hours": round(1_000_000 / (n / s) / 3600, 2),
+        "encode_cpu_s": round(c, 1),
+        "extrapolated_1m_cpu_hours": round(1_000_000 / (n / c) / 3600, 2),
     }
     res.update(_ingest(n, ids, vecs, work / f"chroma-minilm-{n}"))
     return res
@@ -297,7 +312,7 @@ def child_generate(n: int, work: Path) -> dict[str, Any]:
     from retrieval.candidates import CandidateGenerator, HybridConfig
     from retrieval.numpy_index import NumpyIndex
     from retrieval.profiles import History
-    from retrieval.store import VectorStore
+    from retrieval.store import HNSW_SEARCH_EF, VectorStore
 
     binary, ordered = interactions(n)
     coo = sp.coo_matrix(ordered)
@@ -319,7 +334,11 @@ def child_generate(n: int, work: Path) -> dict[str, Any]:
     gens = {"exact": gen}
     path = _chroma_dir(work, n)
     if (path / "bench-ingest.json").exists():
-        gens["hnsw"] = gen.with_index(VectorStore.open(path))
+        store = VectorStore.open(path)
+        # at the configured ef_search (the sweep may have left another; applied before loading)
+        store.collection("text").modify(configuration={"hnsw": {"ef_search": HNSW_SEARCH_EF}})
+        res["search_ef"] = HNSW_SEARCH_EF
+        gens["hnsw"] = gen.with_index(store)
     hist = []
     for _, g in list(df.groupby("user_id", sort=False))[: N_QUERIES // 2]:
         hist.append(History(g["item_id"].tolist(), None, g["timestamp"].tolist()))
@@ -331,6 +350,11 @@ def child_generate(n: int, work: Path) -> dict[str, Any]:
             g.generate(h, n=50)
             lat.append(time.perf_counter() - t)
         res[f"generate_{kind}"] = pct(lat)
+        # where the time goes: mean ms per source over the first 20 users
+        timings: dict[str, float] = {}
+        for h in hist[:20]:
+            g.score_sources([h], timings=timings)
+        res[f"sources_mean_ms_{kind}"] = {k: round(v / 20 * 1000, 1) for k, v in timings.items()}
     res["peak_rss_gb"] = rss_gb()
     return res
 
@@ -366,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default="docs/scale.png")
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "fusionrec-scale"))
     ap.add_argument("--encode-size", type=int, default=10_000, help="items encoded for real")
+    ap.add_argument(
+        "--max-hnsw", type=int, default=10**9, help="largest size ingested into Chroma (HNSW)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -383,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         fn = {
             "cf": lambda: child_cf(args.size, args.model),
-            "vectors": lambda: child_vectors(args.size, work),
+            "vectors": lambda: child_vectors(args.size, work, args.max_hnsw),
             "encode": lambda: child_encode(args.size, work),
             "generate": lambda: child_generate(args.size, work),
             "hnsw": lambda: child_hnsw(args.size, work, args.ef, args.tag),
@@ -399,13 +426,14 @@ def main(argv: list[str] | None = None) -> int:
         "shared with other agents while measured (noisy timings)"
     )
     sizes = [int(s) for s in args.sizes.split(",")]
-    for part in args.parts.split(","):
+    for part in [p for p in args.parts.split(",") if p]:
         for size in [args.encode_size] if part == "encode" else sizes:
             for model in args.models.split(",") if part == "cf" else [None]:
                 key = f"{part}/{size}" + (f"/{model}" if model else "")
                 logging.info("--- %s", key)
-                res = run_child(part, size, model, work)
-                if part in ("vectors", "encode") and "error" not in res:
+                extra = ("--max-hnsw", str(args.max_hnsw)) if part == "vectors" else ()
+                res = run_child(part, size, model, work, *extra)
+                if part in ("vectors", "encode") and not {"error", "hnsw_skipped"} & set(res):
                     res.update(
                         hnsw_sweep(size, work, args.efs, "minilm-" if part == "encode" else "")
                     )
@@ -423,7 +451,7 @@ def hnsw_sweep(size: int, work: Path, efs: str, tag: str) -> dict[str, Any]:
     from retrieval.store import HNSW_SEARCH_EF
 
     sweep = {}
-    values = [int(e) for e in efs.split(",") if e and int(e) != HNSW_SEARCH_EF] if not tag else []
+    values = [int(e) for e in efs.split(",") if e and int(e) != HNSW_SEARCH_EF]
     for ef in [*values, HNSW_SEARCH_EF]:
         sweep[str(ef)] = run_child("hnsw", size, None, work, "--ef", str(ef), "--tag", tag)
     conf = sweep[str(HNSW_SEARCH_EF)]
@@ -440,26 +468,30 @@ def table(report: dict[str, Any]) -> str:
     r = report["results"]
     sizes = sorted({int(k.split("/")[1]) for k in r})
     lines = [
-        "| model | items | users | interactions | fit s | peak RSS GB "
+        "| model | items | users | interactions | fit s (wall) | fit CPU s | peak RSS GB "
         "| serve top-50 p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in MODELS:
         for n in sizes:
             x = r.get(f"cf/{n}/{m}")
             if not x:
                 continue
+            if "skipped" in x:
+                lines.append(f"| {m} | {n:,} | | | not measured: {x['skipped']} | | | |")
+                continue
             if "refused" in x or "error" in x:
                 why = "refused: ModelTooLargeError" if "refused" in x else x["error"]
                 row = (
                     f"| {m} | {n:,} | {x.get('users', 0):,} | {x.get('interactions', 0):,} "
-                    f"| {why} (needs {x.get('estimate_gb', '?')} GB) | | |"
+                    f"| {why} (needs {x.get('estimate_gb', '?')} GB) | | | |"
                 )
             else:
                 s = x["serve_top50"]
                 row = (
                     f"| {m} | {n:,} | {x['users']:,} | {x['interactions']:,} | {x['fit_s']} | "
-                    f"{x['peak_rss_gb']} | {s['p50_ms']} / {s['p99_ms']} |"
+                    f"{x.get('fit_cpu_s', '')} | {x['peak_rss_gb']} "
+                    f"| {s['p50_ms']} / {s['p99_ms']} |"
                 )
             lines.append(row)
     lines += [
@@ -471,6 +503,13 @@ def table(report: dict[str, Any]) -> str:
     for n in sizes:
         x = r.get(f"vectors/{n}")
         if not x or "exact_query_top50" not in x:
+            continue
+        if "hnsw_skipped" in x:
+            e = x["exact_query_top50"]
+            lines.append(
+                f"| {n:,} | {e['p50_ms']} / {e['p99_ms']} | not measured | | "
+                f"not measured | | {x.get('peak_rss_gb')} |"
+            )
             continue
         e, h = x["exact_query_top50"], x.get("hnsw_query_top50", {})
         lines.append(
@@ -496,7 +535,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"\nMiniLM encoding of {int(key.split('/')[1]):,} item texts: "
             f"{x.get('encode_items_per_s')} items/s, so 1M items would take "
-            f"{x.get('extrapolated_1m_hours')} h; "
+            f"{x.get('extrapolated_1m_hours')} h at that pace ({x.get('encode_cpu_s')} CPU s: "
+            f"{x.get('extrapolated_1m_cpu_hours')} CPU h for 1M); "
             f"Chroma ingest {x.get('chroma_ingest_items_per_s')} items/s."
         )
     gen = [(n, r.get(f"generate/{n}")) for n in sizes if r.get(f"generate/{n}")]
@@ -545,15 +585,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
         return xs, ys
 
     for m in MODELS:
-        xs, ys = series(f"cf/{{n}}/{m}", lambda x: x["fit_s"])
+        xs, ys = series(f"cf/{{n}}/{m}", lambda x: x.get("fit_cpu_s") or x["fit_s"])
         if xs:
-            axes[0].plot(xs, ys, "o-", label=f"fit {m}")
+            axes[0].plot(xs, ys, "o-", label=f"fit {m} (CPU s)")
         xs, ys = series(f"cf/{{n}}/{m}", lambda x: x["peak_rss_gb"])
         if xs:
             axes[1].plot(xs, ys, "o-", label=m)
     xs, ys = series("vectors/{n}", lambda x: x["chroma_ingest_s"])
     if xs:
-        axes[0].plot(xs, ys, "s--", label="Chroma ingest")
+        axes[0].plot(xs, ys, "s--", label="Chroma ingest (wall s, busy CPU)")
     xs, ys = series("vectors/{n}", lambda x: x["peak_rss_gb"])
     if xs:
         axes[1].plot(xs, ys, "s--", label="vectors: numpy + Chroma")
@@ -573,7 +613,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         if xs:
             axes[2].plot(xs, ys, "D-", label=f"generate p99 ({kind})")
     axes[2].axhline(100, color="grey", lw=0.8, ls="--")
-    titles = ("fit / ingest seconds", "peak RSS / disk GB", "latency p99 ms per user")
+    titles = ("fit / ingest seconds", "peak RSS / disk GB", "latency p99 ms per user (busy CPU)")
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log")
         ax.set_yscale("log")

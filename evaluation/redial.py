@@ -37,10 +37,10 @@ from evaluation.redial_metrics import (
 )
 from evaluation.redial_report import PUBLISHED, to_markdown, write_report
 from evaluation.redial_state import StateFn, TurnState, chat_state
-from retrieval.candidates import normalise
 from retrieval.config import ConversationConfig, default_home
 from retrieval.conversational import ConversationQuery, ConversationRetriever
 from retrieval.datasets.redial import RedialData, RedialSample, load_redial
+from retrieval.fusion import normalise
 from retrieval.metrics import metrics_from_ranks
 from retrieval.vector_cache import cached_vectors
 
@@ -437,7 +437,7 @@ def run_redial_eval(
 
         llm_report = llm_section(
             data=data, states=states, parts=parts, scorers=scorers,
-            weights=rows[hyb], boot_seed=seed, n_boot=n_boot, model=llm_model, llm=llm,
+            weights=rows[hyp], boot_seed=seed, n_boot=n_boot, model=llm_model, llm=llm,
             n_rep=n_llm, n_val=n_llm_val, top_n=llm_top_n, max_seconds=llm_max_seconds,
             llm_kwargs=llm_kwargs, cache_dir=cache, buckets=buckets,
         )  # fmt: skip
@@ -475,7 +475,11 @@ def run_redial_eval(
         "llm": llm_report,
         "store": store_info,
         "seconds": round(time.perf_counter() - t0, 1),
-    }
+        "command": f"fusionrec eval --dataset redial --data {data_dir} --out {out}"
+        + (f" --protocol rerank --model {llm_model} --users {n_llm} --val-users {n_llm_val} "
+           f"--candidates {llm_top_n}" if llm_model else "")
+        + (f" --max-seconds {llm_max_seconds:g}" if llm_model and llm_max_seconds else ""),
+    }  # fmt: skip
     if out is not None:
         write_report(report, out)
     return report

@@ -10,7 +10,6 @@ cached on disk keyed by a hash of the model and the whole prompt.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -19,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.redial import Part, SourceScores
 from evaluation.redial_metrics import KS, REPORTED, bootstrap_weights, paired, summarize
 from evaluation.redial_state import TurnState
+from evaluation.rerank import _ScoreCache
 from retrieval.catalogue import Item
 from retrieval.datasets.redial import RedialData
 from retrieval.metrics import metrics_from_ranks, rank_of
@@ -29,30 +28,10 @@ from retrieval.metrics import metrics_from_ranks, rank_of
 logger = logging.getLogger(__name__)
 
 
-class PromptCache:
-    """LLM scores on disk (JSONL, appended), keyed by a hash of the model and the whole prompt
-    (shared prefix + every candidate's suffix): a re-run, or a second target, reuses them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.scores: dict[str, list[float]] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.scores[rec["key"]] = [float(x) for x in rec["scores"]]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    logger.warning("skipping a bad line in %s", path)  # a torn last write
-
-    @staticmethod
-    def key(model: str, prefix: str, suffixes: Sequence[str]) -> str:
-        return hashlib.sha256("\x00".join([model, prefix, *suffixes]).encode()).hexdigest()
-
-    def put(self, key: str, scores: Sequence[float]) -> None:
-        self.scores[key] = [float(x) for x in scores]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps({"key": key, "scores": self.scores[key]}) + "\n")
+def prompt_key(model: str, prefix: str, suffixes: Sequence[str]) -> str:
+    """Cache key of one LLM request: a hash of the model and the whole prompt (shared prefix +
+    every candidate's suffix), so a re-run, or a turn's second target, reuses its scores."""
+    return hashlib.sha256("\x00".join([model, prefix, *suffixes]).encode()).hexdigest()
 
 
 def _llm_context(state: TurnState, titles: Mapping[str, str]) -> Any:
@@ -72,11 +51,11 @@ def llm_rows(
     *,
     reranker: Any,
     model_name: str,
-    cache: PromptCache,
+    cache_path: Path,
     items: Sequence[Item],
     states: list[TurnState],
-    parts: Mapping[str, Part],
-    scorers: Mapping[str, SourceScores],
+    parts: Mapping[str, Any],
+    scorers: Mapping[str, Any],
     weights: Mapping[str, float],
     n_val: int,
     n_rep: int,
@@ -98,15 +77,17 @@ def llm_rows(
     item_map = {it.id: it for it in items}
     titles = {it.id: it.title for it in items}
     ids = [it.id for it in items]
-    deadline = time.perf_counter() + max_seconds if max_seconds else None
     stats = {"scored_prompts": 0, "cached_prompts": 0, "llm_seconds": 0.0}
     out: dict[str, Any] = {}
     for name, n in (("validation", n_val), ("reported", n_rep)):
         part, scorer = parts[name], scorers[name]
+        # each part gets its share of the time; samples go in random order, so whatever is
+        # scored before the deadline is itself a random subsample
+        share = n / max(n_val + n_rep, 1)
+        deadline = time.perf_counter() + max_seconds * share if max_seconds else None
+        cache = _ScoreCache(cache_path, reranker, item_map, deadline)  # evaluation.rerank's
         rng = np.random.default_rng(seed)
-        chosen = np.sort(
-            rng.choice(len(part.samples), size=min(n, len(part.samples)), replace=False)
-        )
+        chosen = rng.choice(len(part.samples), size=min(n, len(part.samples)), replace=False)
         merged = scorer.merged(weights)
         retr_scores, llm_scores, relevant, kept = [], [], [], []
         base_ranks = []
@@ -123,23 +104,20 @@ def llm_rows(
             ctx = _llm_context(states[turn], titles)
             prefix = reranker.prefix(ctx)
             suffixes = reranker.suffixes(ctx, cands, item_map)
-            key = PromptCache.key(model_name, prefix, suffixes)
-            if key not in cache.scores:
-                if deadline is not None and time.perf_counter() > deadline:
-                    continue
-                t = time.perf_counter()
-                cache.put(key, reranker.score(ctx, cands, item_map))
-                stats["llm_seconds"] += time.perf_counter() - t
-                stats["scored_prompts"] += 1
-            else:
-                stats["cached_prompts"] += 1
+            key = prompt_key(model_name, prefix, suffixes)
+            cached = key in cache.scores
+            scores = cache(key, ctx, cands)  # None: past the deadline and not cached
+            if scores is None:
+                continue
+            stats["cached_prompts" if cached else "scored_prompts"] += 1
             kept.append(int(k))
             retr_scores.append(np.array([c.score for c in cands]))
-            llm_scores.append(np.asarray(cache.scores[key]))
+            llm_scores.append(scores)
             relevant.append(cols == part.targets[k])
             base_ranks.append(rank_of(row, int(part.targets[k])))
         out[name] = {"kept": kept, "retr": retr_scores, "llm": llm_scores, "rel": relevant,
                      "ranks": np.array(base_ranks, dtype=np.int64)}  # fmt: skip
+        stats["llm_seconds"] += cache.seconds
     val = out["validation"]
     alpha, table = tune_alpha(val["retr"], val["llm"], val["rel"], k=10)
     for d in out.values():
@@ -157,8 +135,8 @@ def llm_section(
     *,
     data: RedialData,
     states: list[TurnState],
-    parts: Mapping[str, Part],
-    scorers: Mapping[str, SourceScores],
+    parts: Mapping[str, Any],
+    scorers: Mapping[str, Any],
     weights: Mapping[str, float],
     boot_seed: int,
     n_boot: int,
@@ -182,12 +160,15 @@ def llm_section(
         llm_kwargs=dict(llm_kwargs or {}),
         time_budget_s=None,
         batch_size=top_n,
+        # CPU-sized prompt: title (year) and genres per candidate (~18 tokens), no description
+        # (the ReDial descriptions repeat year and genres); the app's chat quotes 12 words
+        desc_words=0,
     )
     name = (model or getattr(llm, "name", "llm")).replace("/", "_")
-    cache = PromptCache(cache_dir / f"redial-llm-{name}.jsonl")
+    cache_path = cache_dir / f"redial-llm-{name}.jsonl"
     t0 = time.perf_counter()
     res = llm_rows(
-        reranker=reranker, model_name=name, cache=cache, items=data.items, states=states,
+        reranker=reranker, model_name=name, cache_path=cache_path, items=data.items, states=states,
         parts=parts, scorers=scorers, weights=weights, n_val=n_val, n_rep=n_rep, top_n=top_n,
         seed=boot_seed, max_seconds=max_seconds,
     )  # fmt: skip
@@ -200,8 +181,8 @@ def llm_section(
         groups = [part.groups[k] for k in kept]
         boot = bootstrap_weights(groups, n=n_boot, seed=boot_seed)
         labels = {
-            "ranks": f"hybrid retriever, LLM subsample (n={len(kept)})",
-            "ranks_llm": f"LLM only (re-ranks the hybrid's top {top_n})",
+            "ranks": f"hybrid retriever + prior, LLM subsample (n={len(kept)})",
+            "ranks_llm": f"LLM only (re-ranks the hybrid + prior's top {top_n})",
             "ranks_fused": f"fused (alpha {res['alpha']:g}, chosen on validation)",
         }
         for key, label in labels.items():
@@ -242,5 +223,5 @@ def llm_section(
         else {},
         "stats": {k: round(v, 1) if isinstance(v, float) else v for k, v in res["stats"].items()},
         "seconds": round(time.perf_counter() - t0, 1),
-        "cache": str(cache.path),
+        "cache": str(cache_path),
     }

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.metrics import metrics_from_ranks, rank_of
+from retrieval.metrics import metrics_from_ranks, ndcg_of_rank, rank_of
 
 KS = (1, 5, 10, 20, 50)
 REPORTED = ("recall@1", "recall@5", "recall@10", "recall@20", "recall@50", "ndcg@10")
@@ -37,7 +37,7 @@ def per_sample(ranks: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample hit/NDCG arrays whose means are `metrics_from_ranks(ranks)`."""
     r = np.asarray(ranks, dtype=np.float64)
     out = {f"recall@{k}": (r <= k).astype(np.float64) for k in KS}
-    out["ndcg@10"] = np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0)
+    out["ndcg@10"] = np.asarray(ndcg_of_rank(r, 10), dtype=np.float64)
     return out
 
 

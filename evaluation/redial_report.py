@@ -76,9 +76,32 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             f"{k} {v['diff']:+.3f} [{v['ci'][0]:+.3f}, {v['ci'][1]:+.3f}]" for k, v in c.items()
         ]
         lines.append(f"- {name}: " + "; ".join(parts))
-    lines += ["", "## Weights (chosen on validation)", ""]
+    lines += ["", "## Weights (chosen on validation) and validation R@10", ""]
     for name, e in report["rows"].items():
-        lines.append(f"- {name}: " + ", ".join(f"{k} {v:g}" for k, v in e["weights"].items()))
+        val = e.get("validation", {}).get("recall@10")
+        shown = f" (validation R@10 {val:.3f})" if val is not None else ""
+        lines.append(
+            f"- {name}: " + ", ".join(f"{k} {v:g}" for k, v in e["weights"].items()) + shown
+        )
+    llm = report.get("llm")
+    if llm:
+        lines += ["", "## LLM rows", ""]
+        lines.append(
+            f"- {llm['reranker']}, model {llm['model']}, top {llm['top_n']} of the hybrid "
+            f"+ validation-dialogue prior re-ranked (candidates quoted as title, year and genres); "
+            f"{llm['validation_samples_scored']} validation and "
+            f"{llm['reported_samples_scored']} reported samples scored (seeded subsample)"
+        )
+        lines.append(
+            f"- alpha {llm['alpha']:g} (agent.rerank.tuning.tune_alpha: 0 unless the validation "
+            "NDCG@10 gain is significant); validation NDCG@10 by alpha: "
+            + ", ".join(f"{a}: {v:.3f}" for a, v in llm["alpha_table"].items())
+        )
+        st = llm.get("stats", {})
+        lines.append(
+            f"- {st.get('scored_prompts', 0)} prompts scored in {st.get('llm_seconds', 0)} s, "
+            f"{st.get('cached_prompts', 0)} read from the cache ({llm.get('cache')})"
+        )
     lk = report.get("linking", {})
     lines += ["", "## Mention linking vs prev_entity", "", f"State: {report.get('state')}.", ""]
     for part, v in lk.items():
@@ -88,6 +111,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         )
     lines += ["", "## In-domain information used", ""]
     lines += [f"- {v}" for v in report.get("in_domain", {}).values()]
+    lines += ["", f"Command: `{report.get('command', 'fusionrec eval --dataset redial')}`; "
+              f"{report.get('seconds', 0):.0f} s on a shared 2-core CPU."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

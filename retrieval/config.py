@@ -102,14 +102,15 @@ class HybridConfig:
 
 # Merge weights of the conversational retriever's sources (retrieval/conversational.py), tuned
 # on the validation dialogues of ReDial (first 20% by dialog_id); see docs/redial.md.
+# The values are the "hybrid retriever (no in-domain prior)" row's (only ratios matter).
 CONVERSATION_WEIGHTS: dict[str, float] = {
-    "itemknn": 1.0,  # co-rating neighbours of the liked films (MovieLens latest-small)
-    "ease": 0.0,  # EASE on the same co-ratings
-    "content": 0.5,  # text cosine to the liked films' profile
-    "query": 1.0,  # text cosine to the user's own words
-    "attributes": 0.5,  # genre / people / era matches from the request
-    "popularity": 0.2,  # outside-the-test-set popularity (MovieLens counts, review counts)
-    "prior": 0.0,  # in-domain prior (e.g. counts of validation-dialogue films); 0 when absent
+    "itemknn": 0.5,  # co-rating neighbours of the liked films (MovieLens latest-small)
+    "ease": 0.75,  # EASE on the same co-ratings
+    "content": 3.0,  # text cosine to the liked films' profile
+    "query": 3.0,  # text cosine to the user's own words
+    "attributes": 0.3,  # genre / people / era matches from the request
+    "popularity": 0.3,  # outside-the-test-set popularity (MovieLens counts, review counts)
+    "prior": 0.0,  # in-domain prior (ReDial eval: validation-dialogue counts, weight 1.5 there)
 }
 
 

@@ -11,7 +11,7 @@ parsed attributes (genres, moods, era, people). Each source scores every catalog
   - `popularity`: a prior from outside the conversation; `prior`: an optional second prior
     (the evaluation passes counts of films in its validation dialogues and reports both).
 
-Sources are merged like the hybrid retriever's (`retrieval.candidates.merge_scores`: per-row
+Sources are merged like the hybrid retriever's (`retrieval.fusion.merge_scores`: per-row
 min-max over allowed items, weighted sum); a source a query lacks (no liked film, no request)
 is NaN and adds nothing. Liked, disliked and excluded films never come back. This module
 imports no agent code: the agent turns its `ConversationState` into a `ConversationQuery`.
@@ -29,10 +29,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from retrieval.candidates import Candidate, merge_scores
+from retrieval.candidates import Candidate
 from retrieval.catalogue import Item
 from retrieval.cf import EASE, ItemKNN, top_k
 from retrieval.config import ConversationConfig
+from retrieval.fusion import merge_scores
 from retrieval.numpy_index import NumpyIndex
 
 logger = logging.getLogger(__name__)

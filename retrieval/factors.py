@@ -102,9 +102,10 @@ class MatrixFactorization(ItemScorer):
     def user_vectors(self, user_items: sp.csr_matrix) -> np.ndarray:
         """Fold each history row into a user vector: `(rows, factors)` float32 (see class doc)."""
         ui = self._check(user_items)
-        y = self._item_side().astype(np.float64)
+        y = self._item_side()  # float32, never copied whole: per user only its history rows
         if self._yty is None:
-            self._yty = y.T @ y
+            y64 = y.astype(np.float64)
+            self._yty = y64.T @ y64
         f = y.shape[1]
         out = np.zeros((ui.shape[0], f), np.float64)
         for r in range(ui.shape[0]):
@@ -113,7 +114,7 @@ class MatrixFactorization(ItemScorer):
             pos = w > 0
             if not pos.any():
                 continue
-            yi = y[ui.indices[lo:hi][pos]]
+            yi = y[ui.indices[lo:hi][pos]].astype(np.float64)
             c = self.confidence_offset + self.alpha * w[pos]
             reg = self.regularization * (int(pos.sum()) if self.scale_reg else 1)
             a = self._yty + (yi.T * (c - 1.0)) @ yi + reg * np.eye(f)

@@ -22,8 +22,10 @@ from retrieval.errors import StoreError
 logger = logging.getLogger(__name__)
 
 SPACES = ("text", "image", "audio", "image-text", "audio-text")
-# HNSW settings of new collections; recall/latency against exact search per size in docs/scale.md
-HNSW_SEARCH_EF = 128
+# HNSW settings of new collections; recall/latency against exact search per size in docs/scale.md.
+# search_ef 256: recall@50 0.99 at 100k clustered vectors (128 gave 0.82; Chroma's default 100
+# less). Chroma applies a changed value to existing collections only through `modify`.
+HNSW_SEARCH_EF = 256
 HNSW_CONSTRUCTION_EF = 128
 
 

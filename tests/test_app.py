@@ -306,7 +306,7 @@ def test_ingest_report_rows_and_summary() -> None:
         ],
     )
     assert uploads.report_rows(report) == [
-        [4, "7", "image", "cannot decode image"],
+        [4, "7", "image", "image not found or not readable"],  # never which (issue 11 #10)
         [9, "", "id", "missing id"],
     ]
     assert "added 3" in uploads.report_markdown(

@@ -22,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+START_S = 300  # app.py start-up limit: imports take minutes on a loaded 2-core machine
 CHROME_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -191,7 +192,7 @@ def serve(cfg_path: Path, port: int, log: Path) -> subprocess.Popen:
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + START_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(
@@ -204,7 +205,7 @@ def serve(cfg_path: Path, port: int, log: Path) -> subprocess.Popen:
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise AssertionError(f"app.py did not answer within 90 s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(f"app.py did not answer within {START_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -292,3 +293,61 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
         page.locator("#fr-errors").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "04-upload-report.png"), full_page=True)
         browser.close()
+
+
+HOSTILE = [  # issue 11 #2: catalogue text that tries to fetch, link and shout in the chat
+    ("pix", "![](http://127.0.0.1:9/pixel.png) Prize pixel"),
+    ("claim", "[Click to claim your prize](http://127.0.0.1:9/claim)"),
+    ("shout", "<h1>Huge prize</h1><b>bold prize</b> <img src=http://127.0.0.1:9/i.png>"),
+]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make setup-system)")
+def test_catalogue_markup_stays_text_in_chat_and_why(app_url: str, tmp_path: Path) -> None:
+    """Titles with Markdown images/links and HTML: no request leaves, no link, no heading."""
+    from playwright.sync_api import expect, sync_playwright
+
+    upload = tmp_path / "prizes.jsonl"
+    upload.write_text(
+        "".join(
+            json.dumps({"id": i, "title": t, "description": "win a prize, claim the prize"}) + "\n"
+            for i, t in HOSTILE
+        )
+    )
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(app_url)
+        expect(page.locator("#fr-status")).to_contain_text("Chatting as")
+        page.get_by_text("Add to the catalogue").click()
+        page.locator("#fr-upload input[type=file]").set_input_files(str(upload))
+        page.locator("#fr-ingest").click()
+        expect(page.locator("#fr-report")).to_contain_text("added 3", timeout=60_000)
+
+        picker = page.locator("#fr-user input")
+        picker.fill("mallory")
+        picker.press("Enter")
+        expect(page.locator("#fr-status")).to_contain_text("mallory")
+        page.locator("#fr-input textarea").fill("recommend a prize to claim")
+        page.locator("#fr-input textarea").press("Enter")
+        chat = page.locator("#fr-chat")
+        expect(chat).to_contain_text("Click to claim your prize", timeout=60_000)
+        expect(chat).to_contain_text("<h1>Huge prize</h1>")  # shown as the text it is
+        expect(chat).to_contain_text("![](http://127.0.0.1:9/pixel.png)")
+        assert chat.locator("a").filter(has_text="Click").count() == 0
+        assert chat.locator("h1, img[src*='127.0.0.1:9/'], a[href*='127.0.0.1:9/']").count() == 0
+
+        # the Why panel of a hostile card: the explanation quotes the title as text too
+        titles = _card_titles(page)
+        slot = next(n for n, t in enumerate(titles) if "prize" in t.lower())
+        page.locator(f"#why-{slot}").click()
+        why = page.locator("#fr-why-text")
+        expect(page.locator("#fr-why-evidence")).to_contain_text("Explanation path", timeout=60_000)
+        assert why.locator("h1, img, a").count() == 0
+        page.wait_for_timeout(1000)  # let any late image load show up in the request log
+        browser.close()
+    leaked = [u for u in requests if "127.0.0.1:9/" in u]
+    assert not leaked, leaked

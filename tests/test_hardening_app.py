@@ -118,12 +118,7 @@ def test_uploaded_row_naming_a_private_file_is_never_served(site, tmp_path: Path
         agent, str(bundle), upload_dir, max_bytes=uploads.MAX_UPLOAD_BYTES, served=set()
     )
     assert "added 3" in text, text
-    errors = {r[1]: r[3] for r in table}
-    # an existing private file and a missing path read the same: nothing is revealed
-    assert errors == {"leak": "image not found or not readable", "gone": errors["gone"]}
-    assert errors["gone"] == errors["leak"]
-    assert agent.items["leak"].image is None  # the private file was never opened or kept
-    assert [Path(p).name for p in new] == ["pic.png"]
+    uploaded = next(p for p in new if Path(p).name == "pic.png")
 
     port = free_port()  # "restart": a fresh app.py process on the same store
     proc = _serve(cfg, port, tmp_path / "app.log")
@@ -131,13 +126,19 @@ def test_uploaded_row_naming_a_private_file_is_never_served(site, tmp_path: Path
         base = f"http://127.0.0.1:{port}/gradio_api/file="
         assert _get(base + str(private)) == 403
         assert _get(base + str((root / "media" / "cat.png").resolve())) == 200
-        assert _get(base + new[0]) == 200
+        assert _get(base + uploaded) == 200
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+    errors = {r[1]: r[3] for r in table}
+    # an existing private file and a missing path read the same: nothing is revealed
+    assert errors == {"leak": "image not found or not readable", "gone": errors["gone"]}
+    assert errors["gone"] == errors["leak"]
+    assert agent.items["leak"].image is None  # the private file was never opened or kept
+    assert [Path(p).name for p in new] == ["pic.png"]
 
 
 def test_media_files_stay_inside_their_catalogue_or_operator_folders(tmp_path: Path) -> None:
@@ -256,3 +257,25 @@ def test_media_errors_in_the_upload_report_do_not_reveal_paths(tmp_path: Path) -
         "audio not found or not readable",
         "missing title",
     ]
+
+
+# ---- the load test's isolation check can fail ---------------------------------------------------
+def test_load_test_isolation_check_catches_another_sessions_state() -> None:
+    from bench.load_chat import check_isolation
+
+    own, others = ["recommend a war film", "why #2?"], ["recommend a western"]
+    card = "**#{} {}**\n\n<small>War</small>"
+    good = (
+        "Here is what I found:\n1. Stalingrad (1993) (War)\n2. Glory (1989) (War)",
+        "Top 2 for user **7** — “recommend a war film” · retriever order",
+        card.format(1, "Stalingrad (1993)"),
+        card.format(2, "Glory (1989)"),
+    )
+    assert check_isolation(good, user="7", own=own, others=others) == (True, "")
+    swapped = (*good[:2], good[3], good[2])  # cards from another list
+    assert check_isolation(swapped, user="7", own=own, others=others)[0] is False
+    assert check_isolation(good, user="8", own=own, others=others)[0] is False
+    leak = ('Recommended because it matches your request "recommend a western".', "")
+    assert check_isolation(leak, user="7", own=own, others=others)[0] is False
+    plain = ("Recommended because you rated Glory 5.", "")
+    assert check_isolation(plain, user="7", own=own, others=others) == (None, "")

@@ -21,6 +21,23 @@ CSS = """
 
 
 # ---- cards and evidence ------------------------------------------------------------------------
+_INERT_CHARS = re.compile(r"(?<!\\)([\[\]!<>@])")  # links, images, raw HTML, e-mail autolinks
+_URL_START = re.compile(r"(?i)\b(https?|ftp):(?=//)|\b(www)\.")
+
+
+def safe_markdown(text: Any) -> str:
+    """Agent text (chat replies, explanations) made inert for Gradio's Markdown renderer.
+
+    Replies are our own Markdown (lists, _emphasis_) around catalogue titles, tags and LLM
+    words, which must show as text: so `[`, `]`, `!`, `<`, `>` and `@` are backslash-escaped
+    (no link, image, raw HTML or e-mail autolink can form) and `http://` / `www.` lose their
+    autolink shape; emphasis, lists and line breaks still render. Characters already escaped
+    (the "Understood" line) are left alone.
+    """
+    out = _INERT_CHARS.sub(r"\\\1", str(text))
+    return _URL_START.sub(lambda m: f"{m[1]}\\:" if m[1] else f"{m[2]}\\.", out)
+
+
 def _md(text: Any) -> str:
     """Escape markdown control characters in catalogue text (titles can hold `*` or `_`)."""
     return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", str(text))

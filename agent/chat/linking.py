@@ -49,8 +49,12 @@ _TRAILING_YEAR_RE = re.compile(r"\s*[\(\[]\s*((?:18|19|20)\d\d)\s*[\)\]]\s*$")
 _YEAR_AFTER_RE = re.compile(
     r"\s*(?:[\(\[]\s*((?:18|19|20)\d\d)\s*[\)\]]|\s((?:18|19|20)\d\d)(?![\d.,]\d))"
 )
+_TRAILING_PAREN_RE = re.compile(r"^(.*\S)\s*\(([^()]+)\)$")
 _ARTICLE_AFTER_RE = re.compile(r",\s*(the|a|an)\b", re.IGNORECASE)
-_TRAILING_ARTICLE_RE = re.compile(r"^(.*?),\s*(the|a|an)\s*$", re.IGNORECASE)
+# "Postman, The", "Postino, Il", "Haine, La": the article goes back to the front
+_TRAILING_ARTICLE_RE = re.compile(
+    r"^(.*?),\s*(the|a|an|il|la|le|les|l'|el|los|las|der|die|das|den|det)\s*$", re.IGNORECASE
+)
 _QUOTED_RE = re.compile(r"[\"“”«»]([^\"“”«»\n]{2,80})[\"“”«»]")
 _YEAR_PAREN_RE = re.compile(r"\(((?:18|19|20)\d\d)\)")
 _WORD_BEFORE_RE = re.compile(r"([\w'’:&.!?,-]+)\s*$")
@@ -107,13 +111,26 @@ def _tokens(text: str) -> list[str]:
     return [_norm_token(m.group()) for m in _TOKEN_RE.finditer(text)]
 
 
+def _split_alternate(title: str) -> tuple[str, str | None]:
+    """ "Seven (Se7en) (1995)" -> ("Seven", "Se7en"): MovieLens writes alternate and original
+    titles in a trailing parenthesis."""
+    title = _TRAILING_YEAR_RE.sub("", title).strip()
+    m = _TRAILING_PAREN_RE.match(title)
+    return (m.group(1), m.group(2)) if m else (title, None)
+
+
 def normalize_title(title: str) -> str:
     """The lookup key of a title: "Dark Knight, The (2008)" -> "the dark knight"."""
-    title = _TRAILING_YEAR_RE.sub("", title)
+    title = _split_alternate(title)[0]
     m = _TRAILING_ARTICLE_RE.match(title)
     if m:
-        title = f"{m.group(2)} {m.group(1)}"
+        article = m.group(2)
+        title = article + ("" if article.endswith("'") else " ") + m.group(1)
     return " ".join(_tokens(title))
+
+
+def _is_sequel_number(token: str, key: str) -> bool:
+    return len(token) == 1 and token.isdigit() and not key.split()[-1].isdigit()
 
 
 def _deletes(key: str) -> set[str]:
@@ -236,10 +253,13 @@ class TitleLinker:
             self._add(key, entry, SCORE_EXACT)
             if len(words) > 1 and words[0] in _ARTICLES:
                 self._add(" ".join(words[1:]), entry, SCORE_NO_ARTICLE)
-            head = re.split(r"\s*:\s*", _TRAILING_YEAR_RE.sub("", title), maxsplit=1)[0]
+            main, alternate = _split_alternate(title)
+            head = re.split(r"\s*:\s*", main, maxsplit=1)[0]
             alias = normalize_title(head)
             if alias != key and _strictness(alias) != "single":
                 self._add(alias, entry, SCORE_ALIAS)
+            if alternate and not alternate.lower().startswith(("a.k.a", "aka ")):
+                self._add(normalize_title(alternate), entry, SCORE_ALIAS)
         longest = max((len(k.split()) for k in self._keys), default=1)
         self._max_tokens = min(MAX_TITLE_TOKENS, longest)
         self._deleted: dict[str, list[str]] = {}
@@ -294,6 +314,8 @@ class TitleLinker:
                 if art and self._exact(f"{art.group(1).lower()} {key}"):
                     key, end = f"{art.group(1).lower()} {key}", art.end()
                 year, year_end = self._year_after(text, end)
+                if i + n < len(norm) and _is_sequel_number(norm[i + n], key):
+                    continue  # "Toy Story 2" is not "Toy Story"
                 hit = self._exact(key)
                 if hit is None and self._fuzzy_span(norm[i : i + n], key):
                     hit = self._fuzzy(key)

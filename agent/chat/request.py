@@ -43,7 +43,8 @@ _NOT_SEEN = re.compile(
     r"|(?:never|not)\s+(?:\w+\s+)?(?:seen|watched|saw|heard of)|not yet|yet to (?:see|watch)"
     r"|(?:check|try)\s+(?:it|that|this|them|those|\w+)?\s*out|on my (?:watch)?list"
     r"|(?:need|have|want|going|gonna|will|'ll|should)\s+(?:to\s+)?(?:go\s+)?(?:see|watch)"
-    r"|sounds? (?:good|great|interesting|fun|cool|awesome|promising)|add (?:it|that|them) to)\b",
+    r"|sounds? (?:good|great|interesting|fun|cool|awesome|promising)|add (?:it|that|them) to"
+    r"|looking forward to)\b",
     re.I,
 )
 _ASKED = re.compile(
@@ -69,6 +70,10 @@ _DISLIKED = re.compile(
 _NEGATION_BEFORE = re.compile(
     r"(?:\b(?:not|never|no|hardly|barely)\b|n't\b)(?:\W+\w+){0,2}\W*$", re.I
 )
+# a clause that opens like a question is one, even without "?" ("Have you seen Jumanji (2017)")
+_QUESTION_START = re.compile(
+    r"\W*(?:(?:have|did|do|ever)\s+(?:you|u|ya)\b|what about\b|how about\b)", re.I
+)
 _CLAUSE_SPLIT = re.compile(r"[.!?;\n]+|\b(?:but|however|although|though|whereas|except)\b", re.I)
 _LIKE_ANCHOR = re.compile(
     r"(?:(?<!\bi )(?<!\bwe )(?<!\byou )(?<!\bwould )(?<!'d )(?<!n't )(?<!not )(?<!\bdo )"
@@ -77,7 +82,7 @@ _LIKE_ANCHOR = re.compile(
     r"\s+(?:the\s+movie\s+|the\s+film\s+)?$",
     re.I,
 )
-_BUT = re.compile(r"\bbut\s+(?:more\s+|a\s+bit\s+|a\s+little\s+|less\s+)?([^.!?;\n]{1,200})", re.I)
+_BUT = re.compile(r"\bbut\s+(?:more\s+|a\s+bit\s+|a\s+little\s+|less\s+)?([^.!?;,\n]{1,200})", re.I)
 
 _KINDS = {
     "audio": r"listen(?:ing)?|songs?|music|tunes?|tracks?|melod(?:y|ies)|audio|podcasts?|"
@@ -172,9 +177,9 @@ _EXCLUDE = re.compile(
     re.I,
 )
 _NOT_EXCLUSIONS = re.compile(
-    r"^(?:bad|sure|really|yet|seen|watched|saw|sure|problem|thanks|thank|worries|way|idea|"
-    r"much|one\b(?!\s)|a fan|a big|for me|my thing|that much|so much|too bad|at all|quite|"
-    r"exactly|only|just|really|bad at|i|me|you|it's|a lot)\b",
+    r"^(?:bad|sure|really|yet|seen|watched|saw|problem|thanks|thank|worries|way|idea|much|"
+    r"one\b(?!\s)|a fan|a big|for me|my thing|that much|so much|too bad|at all|quite|"
+    r"exactly|only|just|i|me|you|it's|a lot)\b",
     re.I,
 )
 _LINK_GAP = re.compile(r"[\s,]*(?:(?:with|like|by|starring|any|more|another)\s+)?", re.I)
@@ -184,6 +189,12 @@ _ORDINALS.update({"former": 1, "latter": -1})
 _REF_RE = re.compile(
     r"#\s*(\d+)|\bnumber\s+(\d+)\b|\bthe\s+(first|second|third|fourth|fifth|last|former|latter)"
     r"(?:\s+one)?\b|\b(that one|this one|those ones|that|this|it|those|them|either|both)\b",
+    re.I,
+)
+_REFINES = re.compile(
+    r"\b(?:also|too|as well|still|again|more|less|another|else|similar|same|instead of|"
+    r"\w+(?:ier|er) (?:one|ones)|funnier|scarier|darker|lighter|calmer|happier|sadder|"
+    r"shorter|longer|slower|faster|louder|quieter|softer|gentler|newer|older)\b",
     re.I,
 )
 _RESET = re.compile(
@@ -198,7 +209,8 @@ _FILLER = frozenset(
     give want need looking look find recommend recommendation recommendations suggest
     suggestion suggestions like love loved liked hate hated more other another also just
     really very thanks thank hi hello hey ok okay yes no not too what how about maybe
-    first second third fourth fifth last former latter number
+    first second third fourth fifth last former latter number why explain reason show tell
+    while listen listening hear watch watching see
     """.split()
 )
 
@@ -253,6 +265,7 @@ class TurnParse:
     reset: bool = False
     has_words: bool = False  # words beyond titles and filler: worth an LLM re-rank
     words: str = ""  # content words asked for (titles, filler and exclusions removed)
+    refines: bool = False  # builds on the request so far ("but funnier", "also", "older")
 
 
 def _mask(text: str, links: Sequence[Link]) -> str:
@@ -280,7 +293,7 @@ def _clauses(text: str) -> list[tuple[int, int, bool]]:
         if boundary:
             sentence_q = False
         sentence_q = sentence_q or q
-        out[k] = (s, e, sentence_q)
+        out[k] = (s, e, sentence_q or bool(_QUESTION_START.match(text, s)))
     return [c for c in out if text[c[0] : c[1]].strip()]
 
 
@@ -344,6 +357,18 @@ def clause_sentiments(text: str, links: Sequence[Link]) -> list[str | None]:
 
 def _find(regexes: dict[str, re.Pattern[str]], text: str) -> list[str]:
     return [k for k, rx in regexes.items() if rx.search(text)]
+
+
+def _terms(regexes: dict[str, re.Pattern[str]], text: str) -> list[str]:
+    """Excluded genres/moods: the canonical name when the word is a form of it ("comedies" ->
+    comedy, "scarier" -> scary), else the word itself ("zombies" rules out zombies, not all
+    horror)."""
+    out: list[str] = []
+    for name, rx in regexes.items():
+        for m in rx.finditer(text):
+            word = m.group(0).lower()
+            out.append(name if word[:4] == name[:4] else word)
+    return list(dict.fromkeys(out))
 
 
 def _era(text: str, decade_context: str) -> tuple[tuple[int, int] | None, str | None]:
@@ -415,7 +440,7 @@ def parse_turn(text: str, links: Sequence[Link]) -> TurnParse:
                 out.refs.append(_ref_at(r, "exclude"))
             continue
         words = target.strip()
-        kinds = _find(_GENRE_RES, words) + _find(_MOOD_RES, words)
+        kinds = _terms(_GENRE_RES, words) + _terms(_MOOD_RES, words)
         if kinds:
             terms = kinds
         else:
@@ -475,6 +500,8 @@ def parse_turn(text: str, links: Sequence[Link]) -> TurnParse:
         for m in _REF_RE.finditer(masked, s, e):
             if m.group(4) and m.group(4).lower() in ("that", "this") and not question:
                 continue  # "that" alone is too often not a pointer ("I think that ...")
+            if re.match(r"\s+if\b", masked[m.end() : m.end() + 4], re.I):
+                continue  # "I'd love it if ..." is a wish, not a feeling about an item
             if any(
                 r.role == "exclude" and r.pointer == (m.group(4) or "").lower() for r in out.refs
             ):
@@ -483,9 +510,17 @@ def parse_turn(text: str, links: Sequence[Link]) -> TurnParse:
             sentiment = (before[-1] if before else cues[0])[1]
             if sentiment == "asked":
                 continue
+            earlier = [k for k, ln in enumerate(links) if ln.end <= m.start() and ln.item_id]
+            if m.group(4) and earlier:  # "... The Circle (2017). It was awful": that title
+                if out.sentiments[earlier[-1]] is None:
+                    out.sentiments[earlier[-1]] = sentiment
+                break
             out.refs.append(_ref_at(m, "sentiment", sentiment))
             break
 
+    out.refines = bool(
+        out.refs or out.like_links or out.but or out.era_relative or _REFINES.search(masked)
+    )
     out.words = " ".join(request_words(positive))
     out.reset = bool(_RESET.search(masked))
     out.has_words = bool(

@@ -67,6 +67,7 @@ MAX_MENTIONS = 300  # mentions kept (oldest dropped) in very long dialogues
 MAX_WORDS = 30  # content words kept in `Request.words`
 MAX_LIST = 6  # genres / moods / attributes / people / exclusions kept (newest first)
 LLM_MIN_PROB = 0.5  # an LLM sentiment is taken only with at least this probability
+LLM_BUDGET_S = 5.0  # seconds the LLM may spend on one message's sentiments
 LLM_MAX_MENTIONS = 8  # mentions per message the LLM is asked about (the rest stay neutral)
 _LLM_CHOICES = (("A", " A"), ("B", " B"), ("C", " C"), ("D", " D"))
 _LLM_LABELS = ("liked", "disliked", "not_seen", "neutral")
@@ -227,15 +228,18 @@ def _dedupe(*groups: Sequence[str], drop: Sequence[str] = ()) -> tuple[str, ...]
     return tuple(list(seen)[:MAX_LIST])
 
 
-def llm_sentiments(llm: LLM, message: str, titles: Sequence[str]) -> list[str | None]:
+def llm_sentiments(
+    llm: LLM, message: str, titles: Sequence[str], *, time_budget_s: float | None = LLM_BUDGET_S
+) -> list[str | None]:
     """The LLM's reading of how the writer of `message` feels about each title, by token
     probabilities over four lettered answers; None where no answer reaches `LLM_MIN_PROB`.
 
     The message and titles are quoted as data (`sanitize_text`); the message is shared by all
-    titles (one prefix), each title costs only its own tokens.
+    titles (one prefix), each title costs only its own tokens. Past `time_budget_s` it raises
+    `agent.rerank.llm.BudgetExceeded` (`update_state` then keeps the mentions neutral).
     """
     from agent.prompting import load_prompt
-    from agent.rerank.llm import sanitize_text
+    from agent.rerank.llm import Budget, sanitize_text
 
     if not titles:
         return []
@@ -244,7 +248,9 @@ def llm_sentiments(llm: LLM, message: str, titles: Sequence[str]) -> list[str | 
     )
     prefix = llm.chat_text(prompt, system=load_prompt("rerank_system").render())
     suffixes = ['"' + sanitize_text(t, max_chars=120) + '": ' for t in titles]
-    out = llm.choice_logprobs(prefix, suffixes, _LLM_CHOICES)
+    out = llm.choice_logprobs(
+        prefix, suffixes, _LLM_CHOICES, on_progress=Budget(time_budget_s).check
+    )
     lp = np.asarray(out.logprobs, dtype=np.float64)
     probs = np.exp(lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))
     answers: list[str | None] = []
@@ -302,6 +308,15 @@ def _recent_words(new: str, old: str) -> str:
     return " ".join(words[:MAX_WORDS])
 
 
+def _starts_afresh(parse: TurnParse, base: Request) -> bool:
+    """A message that asks for something of its own (genres, moods, another kind) without
+    building on the request so far ("but", "also", "older", "like X", "that one") replaces it:
+    "a scary movie from the 80s" after "like Heat but funnier" is not a funny scary Heat."""
+    if parse.kinds and base.kinds and set(parse.kinds) != set(base.kinds):
+        return True
+    return bool(parse.genres or parse.moods) and not parse.refines
+
+
 def _merge_request(
     state: ConversationState,
     parse: TurnParse,
@@ -310,7 +325,7 @@ def _merge_request(
     linker: TitleLinker,
 ) -> Request:
     base = Request() if parse.reset else state.request
-    if parse.kinds and base.kinds and set(parse.kinds) != set(base.kinds):
+    if _starts_afresh(parse, base):  # a new request: only the exclusions carry over
         base = Request(exclude_ids=base.exclude_ids, exclude_terms=base.exclude_terms)
     new_like = [links[k].item_id for k in parse.like_links if links[k].item_id]
     new_like += [i for r, ids in refs if r.role == "like" for i in ids]
@@ -332,7 +347,7 @@ def _merge_request(
             latest = linker.max_year or DEFAULT_OLD_BEFORE + 25
             era = (max(latest - RECENT_YEARS, years[0] + 1 if years else 0), ERA_MAX)
     return Request(
-        text=_request_text(state, parse.reset),
+        text=_request_text(state, parse.reset or _starts_afresh(parse, state.request)),
         kinds=_dedupe(parse.kinds or base.kinds),
         genres=_dedupe(parse.genres, base.genres, drop=parse.exclude_terms),
         moods=_dedupe(parse.moods, base.moods, drop=parse.exclude_terms),

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.chat.state import ConversationState, describe_state
-from agent.records import Recommendation, RecommendResult
-from agent.rerank.base import RankedResults, retriever_order
+from agent.records import RecommendResult, recommendations
+from agent.rerank.base import RankedResults, final_order, retriever_order
 from retrieval.catalogue import Item
 from retrieval.profiles import History
 
@@ -38,6 +38,22 @@ __all__ = ["item_year", "recommend_for_state", "retrieval_query"]
 
 _YEAR_IN_TITLE = re.compile(r"\(((?:18|19|20)\d\d)\)\s*$")
 MAX_QUERY_WORDS = 40  # words of the retrieval query built from the state
+# A mood as the retrieval query spells it: the words item texts and labels use for it
+MOOD_WORDS = {
+    "calm": "calm relaxing peaceful gentle",
+    "happy": "happy cheerful upbeat",
+    "energetic": "energetic upbeat fast",
+    "exciting": "exciting thrilling action",
+    "sad": "sad melancholy",
+    "tender": "tender sweet gentle",
+    "scary": "scary horror frightening",
+    "funny": "funny comedy hilarious",
+    "dark": "dark gritty",
+    "nostalgic": "nostalgic",
+    "epic": "epic heroic",
+    "romantic": "romantic love",
+    "thoughtful": "thought-provoking",
+}
 
 
 def item_year(item: Item) -> int | None:
@@ -55,7 +71,8 @@ def item_year(item: Item) -> int | None:
 def retrieval_query(state: ConversationState, items: Mapping[str, Item]) -> str:
     """The text the hybrid retriever's `query` source matches: what was asked for, in words."""
     r = state.request
-    parts: list[str] = [*r.moods, *r.genres, *r.attributes, *r.people]
+    parts: list[str] = [MOOD_WORDS.get(m, m) for m in r.moods]
+    parts += [*r.genres, *r.attributes, *r.people]
     if r.but:
         parts.append(r.but)
     # "like X" anchors are not in the query: they join the history (content and co-ratings),
@@ -163,18 +180,7 @@ def recommend_for_state(
         ranked = reranker.rank(ctx, cands[:top], items, alpha=alpha)
     else:
         ranked = retriever_order(cands[:top], name="identity")
-    entries = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]
-    rest = [(c, c.score, None) for c in cands[top:]]
-    recs = [
-        Recommendation(
-            item=items[c.item_id],
-            score=float(s),
-            rank=n,
-            sources=dict(c.sources),
-            llm_score=None if llm is None else float(llm),
-        )
-        for n, (c, s, llm) in enumerate((entries + rest)[:k], start=1)
-    ]
+    recs = recommendations(items, final_order(ranked, cands, top), k)
     reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
     note = "; ".join([*notes, *([ranked.fallback_reason] if ranked.fallback_reason else [])])
     result = RecommendResult(

@@ -35,8 +35,9 @@ from retrieval.catalogue import Item
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Explainer", "split_sentences"]
+__all__ = ["Explainer", "salvage", "split_sentences"]
 
+MAX_LLM_SENTENCES = 2  # LLM sentences shown (the template may use up to MAX_SENTENCES)
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d')]*\s+(?=[\"\u201c(]?[A-Z0-9#])")
 _PREAMBLE = re.compile(r"^\s*(?:explanation|answer|response|sentences?)\s*:\s*", re.I)
 
@@ -61,6 +62,33 @@ def _finished(sentence: str) -> bool:
     return sentence.rstrip("\"'\u201d)").endswith((".", "!", "?"))
 
 
+def _closed(sentences: list[str]) -> list[str]:
+    """The sentences before the first one with an open double quote: while a title is still
+    arriving ("Mr. Holland's Opus" has come as far as "Mr.") its dot is no sentence end."""
+    for n, sentence in enumerate(sentences):
+        if sentence.count('"') % 2 or sentence.count("\u201c") > sentence.count("\u201d"):
+            return sentences[:n]
+    return sentences
+
+
+_CLAUSE_CUT = re.compile(r",\s+|\s+(?:and|but|while)\s+")
+MIN_SALVAGED_WORDS = 6  # a clause cut from a truncated sentence must still say something
+
+
+def salvage(sentence: str, evidence: Evidence) -> str | None:
+    """A sentence cut off by the token limit, ended at its last whole clause: "It is similar to
+    "Heat (1995)", which you rated 4, and 42 users who liked" -> "It is similar to "Heat
+    (1995)", which you rated 4." None when no clause of `MIN_SALVAGED_WORDS` words is whole
+    (quotes and brackets closed). The result is checked like any other sentence."""
+    masked = mask_titles(sentence, evidence)
+    for m in reversed(list(_CLAUSE_CUT.finditer(masked.text))):
+        head = masked.text[: m.start()].rstrip(" ,;:-")
+        balanced = head.count('"') % 2 == 0 and head.count("(") == head.count(")")
+        if balanced and len(head.split()) >= MIN_SALVAGED_WORDS:
+            return masked.unmask(head) + "."
+    return None
+
+
 @dataclass
 class _Draft:
     """One explanation being written: the LLM's raw text and the sentences shown so far."""
@@ -73,9 +101,11 @@ class _Draft:
     rule: str | None = None  # the faithfulness rule that rejected it
     stop: bool = False  # the model started repeating itself
 
+    max_sentences: int = MAX_SENTENCES
+
     @property
     def done(self) -> bool:
-        return self.reason is not None or self.stop or len(self.shown) >= MAX_SENTENCES
+        return self.reason is not None or self.stop or len(self.shown) >= self.max_sentences
 
     @property
     def text(self) -> str:
@@ -90,6 +120,8 @@ class Explainer:
             for template-only explanations.
         items: the catalogue by id: titles and the tag vocabulary for the faithfulness check.
         max_new_tokens: cap on generated tokens per explanation.
+        max_sentences: LLM sentences kept; generation stops once this many passed the check
+            (the prompt asks for one or two; each extra sentence costs seconds on a CPU).
         min_share: share of the content score a modality needs before it may be credited.
         prompts_folder: where the templates live (None = the packaged prompts/).
     """
@@ -100,10 +132,12 @@ class Explainer:
         *,
         items: Mapping[str, Item] | None = None,
         max_new_tokens: int = 64,
+        max_sentences: int = MAX_LLM_SENTENCES,
         min_share: float = MIN_MODALITY_SHARE,
         prompts_folder: str | Path | None = None,
     ) -> None:
         self.llm = llm
+        self.max_sentences = max_sentences
         self.items = dict(items or {})
         self.max_new_tokens = max_new_tokens
         self.min_share = min_share
@@ -127,7 +161,7 @@ class Explainer:
         return self._prompt.render(
             item=f'"{plain(ev.title)}"',
             status="recommended to you" if ev.rank else "not recommended to you",
-            evidence=self.renderer.render_evidence(ev, status=False),
+            evidence=self.renderer.render_evidence(ev, brief=True),
         )
 
     def check(self, text: str, ev: Evidence, *, rendered: str | None = None) -> FaithfulnessResult:
@@ -156,18 +190,21 @@ class Explainer:
         While the LLM is still writing (`final=False`) the last sentence may still grow, so it
         waits; at the end (`final=True`) it is taken too if it ends like a sentence. Stops at a
         repeated sentence (small models loop), a failed check (sets `draft.reason`) or
-        `MAX_SENTENCES`. Yields the whole text shown so far after each accepted sentence.
+        `max_sentences`. Yields the whole text shown so far after each accepted sentence.
         """
         sentences = split_sentences(_clean(draft.raw), draft.evidence)
-        ready = sentences if final else sentences[:-1]
-        for sentence in ready[len(draft.shown) : MAX_SENTENCES]:
+        ready = sentences if final else _closed(sentences[:-1])
+        for sentence in ready[len(draft.shown) : draft.max_sentences]:
             if sentence in draft.shown:
                 draft.stop = True
                 return
             if final and not _finished(sentence):
-                if not draft.shown:
-                    draft.reason = "unfinished sentence"
-                return
+                cut = salvage(sentence, draft.evidence)
+                if cut is None or cut in draft.shown:
+                    if not draft.shown:
+                        draft.reason = "unfinished sentence"
+                    return
+                sentence = cut
             result = self.check(sentence, draft.evidence, rendered=draft.rendered)
             if not result.ok:
                 draft.reason, draft.rule = result.reason, result.rule
@@ -228,7 +265,7 @@ class Explainer:
             yield exp.text
             return exp
         start = time.perf_counter()
-        draft = _Draft(evidence, rendered="")
+        draft = _Draft(evidence, rendered="", max_sentences=self.max_sentences)
         try:
             draft.rendered = self.render_evidence(evidence)
             yield from self._write(self.llm, draft, streaming)

@@ -88,6 +88,9 @@ _TAGGED = re.compile(  # "tagged X, Y and Z"; "its picture shows a tabby cat"
     r"features?|contains?))(?:\s+(?:as|with))?\s+[\"\u201c]?([^.;:!?\"\u201d()]+)",
     re.I,
 )
+_MODALITY_NOUN = re.compile(
+    r"\b(?:its|the|this|that)\s+(?:sound|audio|picture|photo|image|drawing|music)\b", re.I
+)
 _TAG_STOP = re.compile(
     r"\s+(?:like|just|as|which|that|the same|too|so|in|for|by|from)\b.*$|[,\s]+$", re.I
 )
@@ -113,7 +116,7 @@ _SELF_CLAIM = re.compile(
 _JUDGEMENT = re.compile(
     r"\b(praised|acclaimed|critics?|critically|classics?|masterpieces?|awards?|oscars?|"
     r"top-rated|highly[- ]rated|best|greatest|famous|beloved|blockbusters?|cult|innovative|"
-    r"must-see|iconic|legendary|directors?|starring)",
+    r"must-see|iconic|legendary|directors?|starring)\b",
     re.I,
 )
 _YEAR_TITLE = re.compile(r"((?:[A-Z0-9][\w'\-:!.,]*\s+)*?[A-Z0-9][\w'\-:!.,]*)\s*\((\d{4})\)")
@@ -193,13 +196,20 @@ def evidence_titles(ev: Evidence) -> dict[str, str]:
     return out
 
 
+def _title_pairs(ev: Evidence) -> list[tuple[str, str]]:
+    """(item id, title) of every title the evidence names, duplicates kept (an id's title in
+    the history and in the co-likes may be written differently)."""
+    pairs = [(ev.item_id, ev.title), *((lk.item_id, lk.title) for lk in ev.history)]
+    return pairs + [(i, t) for i, t, _ in ev.co_liked]
+
+
 def _label_strings(ev: Evidence) -> list[str]:
     return [form for labels in ev.labels.values() for lb in labels for form in label_forms(lb)]
 
 
 def _allowed_strings(ev: Evidence) -> list[str]:
     strings: list[str] = []
-    for title in evidence_titles(ev).values():
+    for _, title in _title_pairs(ev):
         strings += list(title_forms(title))
     strings += ev.item_tags + ev.matched_tags + ev.disliked_tags
     strings += _label_strings(ev)
@@ -263,7 +273,7 @@ def mask_titles(text: str, ev: Evidence) -> MaskedText:
     Attacks!") are not taken for sentence ends, tags, numbers or modality claims. The checks
     and the explainer's sentence splitter both use this one scheme."""
     ids_by_form: dict[str, set[str]] = {}
-    for item_id, title in evidence_titles(ev).items():
+    for item_id, title in _title_pairs(ev):
         for form in title_forms(title):
             ids_by_form.setdefault(form.casefold(), set()).add(item_id)
     if not ids_by_form:
@@ -325,7 +335,7 @@ class Claim:
         tags = {_fold(t) for t in evidence.item_tags + evidence.matched_tags}
         tags |= {_fold(t) for t in evidence.disliked_tags + _label_strings(evidence)}
         source = " ".join(
-            [rendered, *evidence_titles(evidence).values(), *evidence.item_tags]
+            [rendered, *(t for _, t in _title_pairs(evidence)), *evidence.item_tags]
             + [evidence.request or ""]
         )
         return cls(
@@ -491,7 +501,7 @@ def unknown_tag_claim(c: Claim) -> str | None:
     """A list after "tagged" or "its picture shows" holding what is no tag or label of the item;
     the list ends at a clause ("tagged Drama, which you like")."""
     for m in _TAGGED.finditer(c.masked.text):
-        claimed = _fold(_TAG_STOP.sub("", m.group(2)).strip())
+        claimed = _fold(c.masked.unmask(_TAG_STOP.sub("", m.group(2))).strip())
         found, rest = _list_items(claimed, c.tags)
         if not rest:
             continue
@@ -504,12 +514,21 @@ def unknown_tag_claim(c: Claim) -> str | None:
 
 
 def foreign_tag(c: Claim) -> str | None:
-    """A tag/genre of the catalogue vocabulary that this item does not carry."""
+    """A tag/genre of the catalogue vocabulary that this item does not carry. Read outside the
+    request, quoted evidence strings and the words naming a modality ("its sound", "the
+    picture"), so a catalogue tagged "sound" or "music" does not forbid those words."""
+    text = _MODALITY_NOUN.sub(" ", c.masked.text)
+    if c.evidence.request:
+        text = re.sub(re.escape(c.evidence.request), " ", text, flags=re.I)
+    text = _QUOTED.sub(
+        lambda m: " " if _fold(next(g for g in m.groups() if g) or "") in c.allowed else m.group(0),
+        text,
+    )
     for tag in c.vocabulary:
         if (
             tag
             and _fold(tag) not in c.tags
-            and re.search(rf"(?<![\w-]){re.escape(tag)}(?![\w-])", c.masked.text, flags=re.I)
+            and re.search(rf"(?<![\w-]){re.escape(tag)}(?![\w-])", text, flags=re.I)
         ):
             return f"mentions tag '{tag}', which this item does not carry"
     return None
@@ -547,7 +566,9 @@ def self_claim(c: Claim) -> str | None:
 def misattributed_year(c: Claim) -> str | None:
     """A year (1880-2039) outside a title that is neither the item's nor that of a title
     named in the same sentence ("Braveheart, which was released in 1993")."""
-    years = {i: set(re.findall(r"\((\d{4})\)", t)) for i, t in evidence_titles(c.evidence).items()}
+    years: dict[str, set[str]] = {}
+    for i, t in _title_pairs(c.evidence):
+        years.setdefault(i, set()).update(re.findall(r"\((\d{4})\)", t))
     own = years.get(c.evidence.item_id, set())
     for sentence in _sentences(c.masked.text):
         named = {

@@ -19,6 +19,9 @@ __all__ = ["ITEM_TAG", "EvidenceRenderer", "plain"]
 
 MAX_SENTENCES = 3  # explanations are 1-3 sentences
 MAX_HISTORY_LINES = 3  # positive history items shown to the LLM (strongest first)
+MAX_BRIEF_HISTORY = 2  # history items in the LLM's brief view of the evidence
+# Labels too broad to say what was seen or heard; a template naming one label picks another.
+GENERIC_LABELS = frozenset({"Music", "Speech", "Silence", "Sound effect", "Inside, small room"})
 MAX_LABELS = 3  # encoder labels per modality shown (best first); ingest keeps up to 5
 
 
@@ -110,13 +113,19 @@ class EvidenceRenderer:
                 out.append(link)
         return out
 
-    def render_evidence(self, ev: Evidence, *, status: bool = True) -> str:
-        """The evidence lines: the only source of citable numbers. The LLM sees them without the
-        status line (`status=False`): a small model given "recommended at position #4" copies
-        that and explains nothing."""
+    def render_evidence(self, ev: Evidence, *, status: bool = True, brief: bool = False) -> str:
+        """The evidence lines: the only source of citable numbers.
+
+        The LLM sees the `brief` view: no status line (a small model given "recommended at
+        position #4" copies that and explains nothing), no score totals, the two strongest
+        history items and the strongest co-like only: a shorter prompt is read faster, and a
+        small model given fewer lines copies the reasons instead of the bookkeeping. Every
+        number it may cite is still in the full view the check reads.
+        """
         f = self._facts
         lines: list[str] = []
-        for link in self._lead_links(ev)[:MAX_HISTORY_LINES] + self._negative_links(ev)[:1]:
+        leads = self._lead_links(ev)[: MAX_BRIEF_HISTORY if brief else MAX_HISTORY_LINES]
+        for link in leads + self._negative_links(ev)[:1]:
             mod, cos = self._modality(link.modality), _num(link.cosine)
             if link.contribution < 0 and link.cosine < 0:
                 lines.append(
@@ -134,7 +143,7 @@ class EvidenceRenderer:
                 )
             elif link.rating is not None:
                 lines.append(
-                    f["similar_rated"].format(
+                    f["brief_similar_rated" if brief else "similar_rated"].format(
                         title=plain(link.title),
                         rating=_rating(link.rating),
                         modality=mod,
@@ -143,9 +152,11 @@ class EvidenceRenderer:
                 )
             else:
                 lines.append(
-                    f["similar_liked"].format(title=plain(link.title), modality=mod, cosine=cos)
+                    f["brief_similar_liked" if brief else "similar_liked"].format(
+                        title=plain(link.title), modality=mod, cosine=cos
+                    )
                 )
-        if ev.history:
+        if ev.history and not brief:
             lines.append(f["content"].format(score=_num(ev.content_score)))
             if len(ev.modality_scores) > 1:
                 for m, s in ev.modality_scores.items():
@@ -156,16 +167,18 @@ class EvidenceRenderer:
                 lines.append(
                     f["media_link"].format(modality=self._modality(m), title=plain(link.title))
                 )
-        for _, title, n in ev.co_liked:
+        for _, title, n in ev.co_liked[:1] if brief else ev.co_liked:
             lines.append(
                 f["co_liked_one" if n == 1 else "co_liked"].format(count=n, title=plain(title))
             )
-        if not ev.co_liked:
+        if not ev.co_liked and not brief:
             lines.append(f["no_co_liked"])
         if ev.matched_tags:
             lines.append(f["matched_tags"].format(tags=plain(", ".join(ev.matched_tags))))
-        if ev.item_tags:
-            lines.append(f["item_tags"].format(tags=plain(", ".join(ev.item_tags))))
+        labels = {lb for names in ev.labels.values() for lb in names}
+        tags = [t for t in ev.item_tags if t not in labels] if brief else ev.item_tags
+        if tags:
+            lines.append(f["item_tags"].format(tags=plain(", ".join(tags))))
         for m in ev.labels:
             lines.append(self._seen(ev, m, f, f"labels_{m}"))
         if ev.disliked_tags:
@@ -173,11 +186,11 @@ class EvidenceRenderer:
         if ev.request:
             score = _num(ev.request_score) if ev.request_score is not None else "unknown"
             lines.append(f["request"].format(request=plain(ev.request), score=score))
-        if ev.retriever_score is not None:
+        if ev.retriever_score is not None and not brief:
             lines.append(f["retriever"].format(score=_num(ev.retriever_score)))
-        if ev.llm_score is not None:
+        if ev.llm_score is not None and not brief:
             lines.append(f["llm"].format(score=_num(ev.llm_score)))
-        if status:
+        if status and not brief:
             lines.insert(
                 0, f["recommended"].format(rank=ev.rank) if ev.rank else f["not_recommended"]
             )
@@ -194,8 +207,11 @@ class EvidenceRenderer:
         """What an encoder saw or heard in the item: its labels, each as one quoted piece
         (ImageNet/AudioSet labels hold commas: "Beep, bleep") with its probability."""
         scores = ev.label_scores.get(modality, {})
+        labels = ev.labels[modality]
+        if limit < len(labels):  # fewer than all: the specific ones first ("Piano" > "Music")
+            labels = sorted(labels, key=lambda lb: lb in GENERIC_LABELS)
         shown = []
-        for label in ev.labels[modality][:limit]:
+        for label in labels[:limit]:
             key_label = "label_scored" if label in scores else "label"
             shown.append(
                 self._facts[key_label].format(label=plain(label), score=_num(scores.get(label, 0)))
@@ -257,17 +273,24 @@ class EvidenceRenderer:
         extras: list[str] = []
         if ev.request and ev.request_score is not None and leads:
             extras.append(t["request"].format(request=ev.request, score=_num(ev.request_score)))
-        for m in ev.labels:  # what the encoders saw and heard in the item itself
-            extras.append(self._seen(ev, m, t, f"seen_{m}", limit=1))
+        seen = [  # what the encoders saw and heard in the item itself
+            self._seen(ev, m, t, f"seen_{m}", limit=1) for m in ev.labels
+        ]
+        n_before = len(extras)
+        heard_matched = False
         for m in ("image", "audio"):
             link = self._best_link(ev, m)
             if m not in supported or link is None:
                 continue
             label = next((lb for lb in ev.labels.get("audio", []) if lb in ev.matched_tags), None)
             if m == "audio" and label:
+                heard_matched = True
                 extras.append(t["audio_label"].format(label=label))
             else:
                 extras.append(t[m].format(title=link.title))
+        if heard_matched:  # "its sound is tagged X, like items you liked" says it already
+            seen = [s for s, m in zip(seen, ev.labels, strict=True) if m != "audio"]
+        extras[n_before:n_before] = seen
         if ev.co_liked:
             _, title, n = ev.co_liked[0]
             extras.append(t["co_liked_one" if n == 1 else "co_liked"].format(count=n, title=title))

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from agent.llm.base import ChoiceScores, ProgressFn
-from agent.llm.weights import PACKAGED, PackagedWeights, locate, verify
+from agent.llm.weights import PACKAGED, PackagedWeights, file_lock, locate, verify
 from retrieval.config import default_home
 from retrieval.errors import FusionrecError, MissingDependencyError, ModelLoadError
 
@@ -97,7 +97,7 @@ def ensure_gguf(spec: PackagedWeights, cache_dir: Path) -> Path:
             return target
         except ModelLoadError as e:
             logger.warning("joined GGUF %s failed its check (%s); rebuilding it", target, e)
-    with _file_lock(cache_dir / f".{spec.name}.gguf.lock"):
+    with file_lock(cache_dir / f".{spec.name}.gguf.lock"):
         if target.exists():  # another process may have rebuilt it while we waited
             with contextlib.suppress(ModelLoadError):
                 verify(spec, [target], force=True)
@@ -135,23 +135,6 @@ def _join(spec: PackagedWeights, parts: Sequence[Path], target: Path) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     logger.info("joined %d parts into %s (%.1f s)", len(parts), target, time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock (POSIX), so two processes never join the same file."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the atomic rename keeps it safe anyway
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def gguf_path(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -193,7 +176,8 @@ def _lib() -> Any:
 
     with _INIT_LOCK:
         if not _INITIALISED:
-            levels = {2: logging.WARNING, 3: logging.ERROR}
+            # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continuation (kept at debug)
+            levels = {3: logging.WARNING, 4: logging.ERROR}
 
             @llama_cpp.llama_log_callback
             def _log(level: int, text: bytes, user_data: Any) -> None:
@@ -281,9 +265,9 @@ class LlamaCppLLM:
                 raise ModelLoadError(f"llama.cpp could not create a context for {self.path}")
             self.n_ctx = lib.llama_n_ctx(self._ctx)
             self._mem = lib.llama_get_memory(self._ctx)
-            self.n_batch = n_batch
+            self.n_batch = lib.llama_n_batch(self._ctx)  # llama.cpp caps it at the context
             self.max_seqs = max_seqs
-            self._batch = lib.llama_batch_init(n_batch, 0, max_seqs)
+            self._batch = lib.llama_batch_init(self.n_batch, 0, max_seqs)
             template = lib.llama_model_chat_template(model, None)
             self._template = template.decode("utf-8") if template else None
             self._bos = self._piece(lib.llama_vocab_bos(self._vocab), special=True)

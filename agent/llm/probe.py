@@ -315,9 +315,16 @@ def measure(backend: str, name: str, *, cache_dir: Path, num_threads: int) -> di
     prefix = llm.chat_text(user, system=system)
     yes_no = (("Yes", " Yes"), ("No", " No"))
     llm.choice_logprobs("Hello", ["!"], yes_no)  # warm-up: first-call allocations
-    start = time.perf_counter()
-    out = llm.choice_logprobs(prefix, suffixes, yes_no, batch_size=len(suffixes))
-    seconds = time.perf_counter() - start
+    seconds = float("inf")
+    for attempt in range(2):  # best of two: a busy CPU makes single timings noisy
+        start = time.perf_counter()
+        out = llm.choice_logprobs(
+            f"({attempt}) {prefix}" if attempt else prefix,  # differs from token 0: no KV reuse
+            suffixes,
+            yes_no,
+            batch_size=len(suffixes),
+        )
+        seconds = min(seconds, time.perf_counter() - start)
     return {
         "backend": backend,
         "model": name,

@@ -154,8 +154,9 @@ def converted_dir(spec: PackagedWeights, cache_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock (POSIX), so two processes never convert at once."""
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive inter-process lock (POSIX), so two processes never convert or join the same
+    weights at once."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no lock, conversion is idempotent anyway
@@ -192,7 +193,7 @@ def ensure_converted(spec: PackagedWeights, cache_dir: Path) -> Path:
     out = converted_dir(spec, cache_dir)
     if _is_complete(out, spec):
         return out
-    with _lock(cache_dir / f".{spec.name}.lock"):
+    with file_lock(cache_dir / f".{spec.name}.lock"):
         if _is_complete(out, spec):  # another process finished while we waited
             return out
         _convert(spec, paths, out)

@@ -197,3 +197,12 @@ class IdentityReranker:
         top_k: int | None = None,
     ) -> RankedResults:
         return retriever_order(candidates, name=self.name, top_k=top_k)
+
+
+def final_order(
+    ranked: RankedResults, candidates: Sequence[Candidate], top: int
+) -> list[tuple[Candidate, float, float | None]]:
+    """The list a user sees: the re-ranked top `top` candidates, then the rest in the
+    retriever's order, as (candidate, final score, LLM score or None)."""
+    head = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]
+    return head + [(c, c.score, None) for c in candidates[top:]]

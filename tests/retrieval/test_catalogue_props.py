@@ -31,8 +31,9 @@ JSON_SCALARS = (
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELDS = st.sampled_from([*KNOWN_COLUMNS, "colour", "year", "__row__"])
@@ -195,6 +196,4 @@ def test_every_row_is_ingested_or_reported(text_store, lines) -> None:  # type: 
     for item in items:
         got = back[item.id]
         assert (got.title, got.tags, got.description) == (item.title, item.tags, item.description)
-        assert json.dumps(got.metadata, sort_keys=True) == json.dumps(
-            item.metadata, sort_keys=True
-        )
+        assert json.dumps(got.metadata, sort_keys=True) == json.dumps(item.metadata, sort_keys=True)

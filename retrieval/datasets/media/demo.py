@@ -8,7 +8,6 @@ film's text vector would crowd a request for "a calm song". Each store gets its 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -27,13 +26,30 @@ def _toml_str(path: Path) -> str:
     return json.dumps(str(path))  # a TOML basic string is a JSON string for paths
 
 
+# The media demo has four personas with disjoint histories and no community: collaborative
+# sources (EASE, ItemKNN, transitions) and popularity have nothing to learn from, and after
+# per-source min-max their noise would rank as high as a real signal (a persona's liked item
+# became "popular" for everyone). So they are off; content and the request decide.
+MEDIA_WEIGHTS = {
+    "ease": 0.0,
+    "itemknn": 0.0,
+    "transitions": 0.0,
+    "popularity": 0.0,
+    "content-text": 1.0,
+    "query": 1.0,
+}
+
+
 def media_config_text(root: Path) -> str:
+    weights = "\n".join(f'"{k}" = {v}' for k, v in MEDIA_WEIGHTS.items())
     return (
         f"# fusionrec media demo (written by `fusionrec demo`)\n"
         f"[store]\npath = {_toml_str(root / 'store')}\n\n"
         f"[data]\ninteractions = {_toml_str(root / 'interactions.csv')}\n"
         f"items = {_toml_str(root / 'catalogue.jsonl')}\n"
-        f"users_path = {_toml_str(root / 'users.jsonl')}\n"
+        f"users_path = {_toml_str(root / 'users.jsonl')}\n\n"
+        f"# no community to learn from: see MEDIA_WEIGHTS in retrieval/datasets/media/demo.py\n"
+        f"[hybrid.weights]\n{weights}\n"
     )
 
 
@@ -98,10 +114,3 @@ def build_demo(
         out["movielens_config"] = str(ml_cfg)
     (root / "demo-report.json").write_text(json.dumps(out, indent=2))
     return out
-
-
-def with_store(cfg: FusionrecConfig, store: str | None) -> FusionrecConfig:
-    """`cfg` with another store folder (used by the benchmark's scratch stores)."""
-    if not store:
-        return cfg
-    return dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=store))

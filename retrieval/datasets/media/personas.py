@@ -106,14 +106,16 @@ def make_personas(labels: Labels, seed: int = PERSONA_SEED) -> list[Persona]:
     rng = random.Random(seed)
     ids = sorted(labels)
     out: list[Persona] = []
+    taken: set[str] = set()  # no item in two histories: with four users, one shared item is
+    # enough for the collaborative sources to recommend one persona's taste to another
     for pid, name, likes, dislikes in SPECS:
         picked: dict[str, list[str]] = {"liked": [], "disliked": []}
         for kind, specs in (("liked", likes), ("disliked", dislikes)):
             for rule, n in specs:
-                pool = [
-                    i for i in ids if rule({**labels[i], "_id": i}) and i not in picked["liked"]
-                ]
-                picked[kind] += rng.sample(pool, min(n, len(pool)))
+                pool = [i for i in ids if rule({**labels[i], "_id": i}) and i not in taken]
+                chosen = rng.sample(pool, min(n, len(pool)))
+                picked[kind] += chosen
+                taken.update(chosen)
         out.append(Persona(pid, name, tuple(picked["liked"]), tuple(picked["disliked"])))
     return out
 

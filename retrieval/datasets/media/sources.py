@@ -78,13 +78,14 @@ def short_hash(text: str, n: int = 8) -> str:
 def humanize(stem: str) -> str:
     """'flute_traversiere' -> 'Flute traversiere'; 'LRRain_in_garden_01_LA_cut' handled apart."""
     words = re.sub(r"([a-z])([A-Z])", r"\1 \2", stem).replace("_", " ").replace("-", " ")
-    words = re.sub(r"\s+\d+\b|\b\d+\s+", " ", words).strip()
+    words = re.sub(r"\s+", " ", re.sub(r"\b\d+\b", " ", words)).strip()
     return (words[:1].upper() + words[1:]) if words else stem
 
 
 def sentence_title(sentence: str, stem: str) -> str:
     """A title from a Tux Paint description: 'A Sumatran tiger.' -> 'Sumatran tiger'."""
-    text = sentence.strip().rstrip(".!").strip()
+    first = re.split(r"(?<=[.!?])\s+", sentence.strip())[0]  # "Bishop. Can only move ..."
+    text = first.strip().rstrip(".!").strip()
     text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)
     text = text.replace("\u201c", "").replace("\u201d", "").replace('"', "")
     if not text or len(text.split()) > 7:

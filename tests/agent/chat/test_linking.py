@@ -145,6 +145,24 @@ def test_speed_on_a_large_catalogue() -> None:
     assert per_call < 0.05, per_call  # ~2 ms here; generous for a shared CPU
 
 
+def test_movielens_style_titles() -> None:
+    """Alternate titles in a trailing parenthesis, foreign articles, sequels not in the list."""
+    linker = TitleLinker(
+        [
+            ("7", "Seven (Se7en) (1995)", None),
+            ("p", "Postman, The (Postino, Il) (1994)", None),
+            ("t", "Toy Story (1995)", None),
+        ]
+    )
+    assert [i for _, i, _ in linker.link("Have you seen Se7en?")] == ["7"]
+    assert [i for _, i, _ in linker.link("I liked Seven a lot")] == ["7"]
+    assert [i for _, i, _ in linker.link("I loved Il Postino")] == ["p"]
+    assert [i for _, i, _ in linker.link("I loved the postman")] == ["p"]
+    assert linker.link("Toy Story 2 was fun") == []  # a sequel the catalogue lacks
+    assert [i for _, i, _ in linker.link("Toy Story was fun")] == ["t"]
+    assert linker.year("7") == 1995
+
+
 def test_non_english_and_empty(linker: TitleLinker) -> None:
     assert linker.find("") == []
     assert ids(linker, "J'ai adoré Titanic, c'était génial") == ["titanic"]

@@ -39,6 +39,9 @@ def feelings(linker: TitleLinker, text: str) -> dict[str, str | None]:
         ("Ronin is one of my favorites", {"ronin": "liked"}),
         ("I watched Ronin yesterday", {"ronin": None}),  # no cue: the LLM's turn
         ("something like Heat", {"heat": "liked"}),
+        ("Have you seen Ronin", {"ronin": "asked"}),  # a question without "?"
+        ("We saw Ronin (1998). It was awful", {"ronin": "disliked"}),  # "it" = that title
+        ("I'm looking forward to Collateral", {"collateral": "not_seen"}),
         ("I want to watch something like Heat", {"heat": "liked"}),
     ],
 )

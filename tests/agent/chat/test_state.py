@@ -99,6 +99,22 @@ def test_request_accumulates_and_resets(linker: TitleLinker) -> None:
     assert "horror" not in state.request.exclude_terms
 
 
+def test_a_new_request_replaces_the_old_one(linker: TitleLinker) -> None:
+    state = user_turns(
+        linker,
+        "I loved Heat",
+        "something like Heat but funnier, no musicals",
+        "a scary movie from the 80s, nothing with zombies",
+    )
+    r = state.request
+    assert r.moods == ("scary",) and r.like_ids == () and r.but is None
+    assert r.era == (1980, 1989) and set(r.exclude_terms) == {"zombies", "musical"}
+    assert r.text == "a scary movie from the 80s, nothing with zombies"
+    assert state.liked_ids() == ["heat"]  # feelings stay; only the request starts afresh
+    state = update_state(state, "user", "also something funny", linker=linker)
+    assert state.request.moods == ("funny", "scary")  # "also" builds on it
+
+
 def test_kinds_change_resets_what_they_qualified(linker: TitleLinker) -> None:
     state = user_turns(linker, "an upbeat song", "a photo of a cat")
     assert state.request.kinds == ("image",) and state.request.moods == ()

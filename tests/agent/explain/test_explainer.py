@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from agent.explain.evidence import build_evidence
 from agent.explain.explainer import Explainer
 from agent.prompting import load_prompt
 from agent.records import Evidence
+from agent.streams import drain
 from tests.agent.explain.explain_data import co_likes, film_items, real_vectors, user_history
 
 
@@ -102,14 +104,16 @@ def test_llm_errors_and_malformed_output_never_raise(
     assert exp.path == "llm" and scripted.prompts[0][0]  # with the system prompt
 
 
-def test_long_output_is_cut_to_three_sentences(vectors: dict) -> None:
+def test_long_output_is_cut_to_max_sentences(vectors: dict) -> None:
     text = " ".join(
         ["You rated Star Wars 5."]
         + [f"It shares Action with films you liked ({i})." for i in (2, 5)]
         + ["It shares Sci-Fi with films you liked."] * 3
     )
     exp = Explainer(ScriptedLLM(text), items=film_items()).explain(_evidence(vectors))
-    assert exp.path == "llm" and exp.text.count(".") == 3
+    assert exp.path == "llm" and exp.text.count(".") == 2  # MAX_LLM_SENTENCES
+    explainer = Explainer(ScriptedLLM(text), items=film_items(), max_sentences=3)
+    assert explainer.explain(_evidence(vectors)).text.count(".") == 3
 
 
 def test_streaming_yields_checked_sentences_then_returns_the_record(vectors: dict) -> None:
@@ -118,7 +122,7 @@ def test_streaming_yields_checked_sentences_then_returns_the_record(vectors: dic
         "You rated Star Wars 5. 2 users who liked Star Wars also liked it. "
         "It shares Sci-Fi with them."
     )
-    gen = Explainer(ScriptedLLM(text), items=film_items()).stream(ev)
+    gen = Explainer(ScriptedLLM(text), items=film_items(), max_sentences=3).stream(ev)
     shown: list[str] = []
     while True:
         try:
@@ -197,3 +201,47 @@ def test_real_smollm2_end_to_end_is_always_faithful(vectors: dict, tmp_path: Pat
         assert "Kubrick" not in exp.text and "Titanic" not in exp.text
         if exp.path == "template":
             assert exp.reason
+
+
+def test_a_rejected_sentence_stops_the_llm_stream(vectors: dict) -> None:
+    """After a sentence fails the check the explainer stops reading, so the LLM stream is
+    closed at once (the transformers backend then stops generating) instead of run to the end."""
+
+    class CountingLLM(ScriptedLLM):
+        pieces = 0
+        closed = False
+
+        def stream(
+            self, prompt: str, *, max_new_tokens: int = 64, system: str | None = None
+        ) -> Iterator[str]:
+            try:
+                for piece in super().stream(prompt, max_new_tokens=max_new_tokens, system=system):
+                    CountingLLM.pieces += 1
+                    yield piece
+            finally:
+                CountingLLM.closed = True
+
+    text = "Steven Spielberg made it. " + "You rated Star Wars 5. " * 20
+    exp = drain(Explainer(CountingLLM(text), items=film_items()).stream(_evidence(vectors)))
+    assert exp.path == "template" and "Steven Spielberg" in (exp.reason or "")
+    assert CountingLLM.closed and CountingLLM.pieces < len(text) // 7 // 4
+
+
+def test_a_title_still_arriving_is_not_cut_at_its_dot(vectors: dict) -> None:
+    """Streamed piece by piece, 'Star Wars (1977)! Special' would split after the '!' before
+    the closing quote arrives; a sentence with an open quote waits for the rest."""
+    ev = _evidence(vectors)
+    n = next(i for i, lk in enumerate(ev.history) if lk.item_id == "sw")  # rated 5
+    ev.history[n] = dataclasses.replace(ev.history[n], title="Mr. Smith Goes to Washington (1939)")
+    text = 'It is similar to "Mr. Smith Goes to Washington (1939)", which you rated 5.'
+
+    class PieceLLM(ScriptedLLM):
+        def stream(
+            self, prompt: str, *, max_new_tokens: int = 64, system: str | None = None
+        ) -> Iterator[str]:
+            yield from self.text.split(" ")[:1]
+            for word in self.text.split(" ")[1:]:
+                yield " " + word
+
+    shown = list(Explainer(PieceLLM(text), items=film_items()).stream(ev))
+    assert shown == [text]

@@ -8,7 +8,7 @@ import pytest
 
 from agent.explain import faithfulness as fz
 from agent.explain.evidence import HistoryEntry, build_evidence, scored_labels
-from agent.explain.explainer import Explainer, split_sentences
+from agent.explain.explainer import Explainer, salvage, split_sentences
 from agent.explain.faithfulness import Claim, TitleIndex, check_faithfulness, mask_titles
 from agent.records import Evidence, HistoryLink
 from retrieval.catalogue import Item
@@ -201,3 +201,33 @@ def test_history_credit_through_labels_needs_the_modality() -> None:
     assert explainer.check("You liked Dog in the park.", ev).ok
     entries = [HistoryEntry("dog", 1.0, 5.0)]
     assert entries[0].weight == 1.0
+
+
+def test_a_sentence_cut_by_the_token_limit_ends_at_its_last_whole_clause() -> None:
+    ev = _film_evidence()
+    cut = salvage(
+        'It is similar to "Star Wars (1977)", which you rated 5, and 2 users who liked', ev
+    )
+    assert cut == 'It is similar to "Star Wars (1977)", which you rated 5.'
+    assert salvage("You rated Star Wars 5 and", ev) is None  # too short to say anything
+    assert salvage('It is similar to "Star Wars (1977)" and to "Godfather, The', ev) is None
+
+
+def test_catalogue_tags_that_are_plain_words_do_not_forbid_them() -> None:
+    """A media catalogue tags items "sound" or "music": "its sound was tagged" and the user's
+    request "upbeat music" are no claim of those tags; a bare claim still is."""
+    explainer, ev = _media_evidence()
+    ev.request = "upbeat music"
+    vocabulary = ["sound", "music", "animals"]
+    text = 'Its sound was tagged "Beep, bleep" (0.41), and it matches your request "upbeat music".'
+    rendered = explainer.render_evidence(ev)
+    assert check_faithfulness(text, ev, rendered=rendered, vocabulary=vocabulary).ok
+    result = check_faithfulness("It is music for you.", ev, vocabulary=vocabulary)
+    assert not result.ok and result.rule == "foreign_tag"
+
+
+def test_a_label_that_is_also_the_title_is_read_as_a_label() -> None:
+    explainer, ev = _media_evidence()
+    ev.title = "Tabby"  # the item's own title, masked in the text, is also in its label
+    result = explainer.check('Its picture shows "tabby, tabby cat" (0.62).', ev)
+    assert result.ok, result.reason

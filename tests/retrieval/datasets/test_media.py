@@ -342,8 +342,8 @@ def test_personas_are_deterministic_and_follow_their_rules(tmp_path: Path) -> No
     leo = next(p for p in a if p.id == "leo")
     assert sum(labels[i]["category"] == "space" for i in leo.liked) == 4
     assert all(labels[i].get("category") != "plants" for i in leo.liked)
-    for p in a:
-        assert not set(p.liked) & set(p.disliked)
+    every = [i for p in a for i in (*p.liked, *p.disliked)]
+    assert len(every) == len(set(every))  # no item in two histories, nor liked and disliked
     personas.write_personas(tmp_path, labels)
     (tmp_path / "catalogue.jsonl").write_text("")
     shown = personas.persona_labels(tmp_path / "catalogue.jsonl")
@@ -376,3 +376,70 @@ def test_fetch_uses_the_cache_and_reports_failures(
     assert not (tmp_path / other.key).exists()  # nothing half-written
     opt = fetch.Package("other-media", "1.0", "deb", "GPL", optional=True)
     assert fetch.fetch_all(tmp_path, (opt,)) == {}
+
+
+# ---------------------------------------------------------------- request benchmark judging
+
+
+def test_benchmark_judging_and_withheld_check() -> None:
+    from types import SimpleNamespace
+
+    from bench import requests as rb
+
+    labels = {
+        "a": {"source": "tuxpaint", "category": "animals", "subcategory": "insects"},
+        "b": {"source": "tuxpaint", "category": "animals", "subcategory": "birds"},
+        "c": {"source": "tuxpaint", "category": "food", "subcategory": ""},
+        "t1": {"source": "immich", "mood": "calm", "bpm": 68, "key": "C major"},
+        "t2": {"source": "immich", "mood": "energetic", "bpm": 150, "key": "G minor"},
+    }
+    has = {i: {"image": True, "audio": i.startswith("t")} for i in labels}
+    req = rb.BenchRequest(
+        "x",
+        "animals, no insects",
+        "image",
+        "exclusion",
+        "category",
+        {"animals": 2, "animals/insects": 0},
+        never=("animals/insects",),
+    )
+    assert rb.gain(req, labels["b"], has["b"]) == 2 and rb.gain(req, labels["a"], has["a"]) == 0
+    row = rb.judge(req, ["x-unjudged", "a", "b", "c"], labels, has, seen=set())
+    assert row["violations@10"] == 1 and row["p@5"] == pytest.approx(1 / 5)
+    assert row["raw_p@5"] == pytest.approx(1 / 5) and 0 < row["ndcg@10"] < 1
+    perfect = rb.judge(req, ["b", "a"], labels, has, seen=set())
+    assert perfect["ndcg@10"] == pytest.approx(1.0)
+    calm = rb.BenchRequest("y", "calm", "audio", "mood", "mood", {"calm": 2}, never=("energetic",))
+    assert rb.judge(calm, ["t2", "t1"], labels, has, set())["violations@10"] == 1
+    d = rb.paired_bootstrap([1.0, 1.0, 0.0], [0.0, 0.0, 0.0], n=500)
+    assert d["diff"] == pytest.approx(2 / 3, abs=1e-4) and d["ci95"][0] <= d["diff"] <= d["ci95"][1]
+
+    def item(i: str, **kw: object) -> SimpleNamespace:
+        base = {"id": i, "title": "T", "description": "", "tags": (), "metadata": {}}
+        return SimpleNamespace(**(base | {"image": None, "audio": None} | kw))
+
+    items = {i: item(i) for i in labels}
+    rb.check_withheld(items, labels)  # nothing visible: passes
+    items["t1"] = item("t1", tags=("calm",))
+    with pytest.raises(AssertionError, match="calm"):
+        rb.check_withheld(items, labels)
+    items["t1"] = item("t1", tags=("tender music",), metadata={"yamnet_moods": {"x": 1}})
+    rb.check_withheld(items, labels)  # YAMNet's measured mood classes are allowed
+    items["a"] = item("a", metadata={"folder": "insects"})
+    with pytest.raises(AssertionError, match="insects"):
+        rb.check_withheld(items, labels)
+
+
+def test_demo_configs_parse(tmp_path: Path) -> None:
+    from retrieval.config import FusionrecConfig
+    from retrieval.datasets.media import demo
+
+    media = tmp_path / "fusionrec.toml"
+    media.write_text(demo.media_config_text(tmp_path / 'a "quoted" dir'))
+    cfg = FusionrecConfig.from_toml(media)
+    assert cfg.data.items.endswith('a "quoted" dir/catalogue.jsonl')
+    assert cfg.hybrid.weights["popularity"] == 0.0 and cfg.hybrid.weights["query"] == 1.0
+    ml = tmp_path / "ml.toml"
+    ml.write_text(demo.movielens_config_text(tmp_path))
+    cfg = FusionrecConfig.from_toml(ml)
+    assert cfg.data.interactions == "ml-100k" and "movielens" in cfg.store.path
