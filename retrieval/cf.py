@@ -176,8 +176,6 @@ class ItemScorer:
         """Read a model written by `save`; the class is checked against the stored kind."""
         with np.load(path, allow_pickle=False) as f:
             kind = str(f["kind"])
-            if kind not in MODELS:
-                import retrieval.factors  # noqa: F401 - registers the factor models
             target = MODELS.get(kind)
             if target is None or (cls is not ItemScorer and target is not cls):
                 raise ValueError(f"{path} holds a '{kind}' model; valid kinds: {', '.join(MODELS)}")
@@ -450,7 +448,8 @@ class Transitions(ItemScorer):
         return np.asarray((self._check(user_items) @ self.T).toarray(), dtype=np.float32)
 
 
-# retrieval.factors adds "als", "bpr" and "factors" when imported (ItemScorer.load does it)
+# retrieval.factors adds "als", "bpr" and "factors" when imported (retrieval.candidates imports
+# it; cf never does, so the two modules stay acyclic)
 MODELS: dict[str, type[ItemScorer]] = {m.kind: m for m in (EASE, ItemKNN, Popularity, Transitions)}
 
 # what `choose_cf_model` may pick for the hybrid's main collaborative source
