@@ -84,6 +84,13 @@ class MatrixFactorization(ItemScorer):
     def _fit_library(self, ui: sp.csr_matrix) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _fit_implicit(self, model: Any, ui: sp.csr_matrix, *, use_gpu: bool) -> None:
+        """Fit an `implicit` model and keep its factors (on the CPU)."""
+        model.fit(ui, show_progress=False)
+        if use_gpu:
+            model = model.to_cpu()
+        self.item_factors, self.user_factors = model.item_factors, model.user_factors
+
     def fit(self, user_items: sp.csr_matrix) -> MatrixFactorization:
         """Factorise `user_items` (values are confidences; > 0 = interacted) with `implicit`."""
         ui = self._check(user_items)
@@ -166,10 +173,7 @@ class ALS(MatrixFactorization):
             iterations=self.iterations,
             random_state=self.random_state,
         )
-        model.fit(ui, show_progress=False)
-        if self.use_gpu:
-            model = model.to_cpu()
-        self.item_factors, self.user_factors = model.item_factors, model.user_factors
+        self._fit_implicit(model, ui, use_gpu=self.use_gpu)
 
 
 class BPR(MatrixFactorization):
@@ -213,10 +217,7 @@ class BPR(MatrixFactorization):
             iterations=self.iterations,
             random_state=self.random_state,
         )
-        model.fit(ui, show_progress=False)
-        if self.use_gpu:
-            model = model.to_cpu()
-        self.item_factors, self.user_factors = model.item_factors, model.user_factors
+        self._fit_implicit(model, ui, use_gpu=self.use_gpu)
 
 
 class FactorScorer(MatrixFactorization):
