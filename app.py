@@ -71,6 +71,7 @@ class _Page:
 
         recs = list(result.items[:MAX_CARDS]) if result is not None else []
         out: list[Any] = [[r.item.id for r in recs], cards.result_header(result, user_id)]
+        labels = cards.encoder_labels(self.agent, [r.item.id for r in recs])
         for n in range(MAX_CARDS):
             if n >= len(recs):
                 out += [gr.update(visible=False), gr.update(value=None), gr.update(value=None), ""]
@@ -82,7 +83,9 @@ class _Page:
                 gr.update(visible=True),
                 gr.update(value=image, visible=image is not None),
                 gr.update(value=audio, visible=audio is not None),
-                cards.card_markdown(rec),
+                cards.card_markdown(
+                    rec, labels=labels.get(rec.item.id), reranked=bool(result and result.reranked)
+                ),
             ]
         return out
 

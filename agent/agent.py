@@ -13,7 +13,7 @@ import numpy as np
 
 from agent.llm.base import LLM
 from agent.records import Evidence, Explanation, RecommendResult, recommendations
-from agent.rerank.base import Reranker, final_order
+from agent.rerank.base import FinalEntry, Reranker, final_order
 from agent.streams import drain
 from agent.users import Interaction, UserStore
 from retrieval.catalogue import Item
@@ -197,8 +197,10 @@ class RecommendationAgent:
         user_id = str(user_id)
         state = self.users.get(user_id)
         history = self._history(user_id)
-        exclude = self._avoided(state.avoid)
-        cands = self.generator.generate(history, query=query or None, exclude=exclude)
+        avoided = self._avoided(state.avoid)  # "not into horror": a taste, so pushed away too
+        if avoided:
+            history = dataclasses.replace(history, disliked=[*history.disliked, *avoided])
+        cands = self.generator.generate(history, query=query or None)
         top = self.config.llm.rerank_top
         ctx = UserContext(
             liked=[
@@ -211,7 +213,7 @@ class RecommendationAgent:
             user_id=user_id,
         )
         ranked = self.reranker.rank(ctx, cands[:top], self.items)
-        recs = recommendations(self.items, final_order(ranked, cands, top), k)
+        recs = recommendations(self.items, self.diversify(final_order(ranked, cands, top), k), k)
         reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
         note = ranked.fallback_reason
         result = RecommendResult(
@@ -227,6 +229,32 @@ class RecommendationAgent:
 
                 record_shown(conv, state.last_shown, [r.item.title for r in recs])
         return result
+
+    def diversify(self, final: list[FinalEntry], k: int) -> list[FinalEntry]:
+        """`final` (the order a user would see) with its first `k` picked by MMR (`[diversity]`:
+        no near-copies side by side), the rest after them in their order.
+
+        Relevance keeps `final`'s order and the retriever's score gaps: the i-th item gets the
+        i-th highest retriever score of the pool (the LLM-fused head and the retriever tail have
+        scores on different scales), so a clear favourite is not traded for variety.
+        Similarity is `retrieval.diversity.fused_similarity`.
+        """
+        from retrieval.diversity import fused_similarity, mmr_order
+
+        cfg = self.config.diversity
+        pool = final[: max(k, cfg.pool)]
+        if cfg.weight <= 0 or len(pool) < 2:
+            return final
+        ids = [c.item_id for c, _, _ in pool]
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        for space in ("text", "image", "audio"):
+            got, vecs, _ = self.store.get(space, ids)
+            vectors[space] = dict(zip(got, vecs, strict=False))
+        sim = fused_similarity(ids, vectors, dataclasses.asdict(self.config.fusion))
+        relevance = np.sort(np.asarray([c.score for c, _, _ in pool], dtype=np.float64))[::-1]
+        picked = mmr_order(relevance, sim, cfg.weight, k)
+        chosen = set(picked)
+        return [pool[j] for j in picked] + [e for n, e in enumerate(final) if n not in chosen]
 
     def explain(self, user_id: str, item_id: str) -> Explanation:
         """Why this item for this user, from evidence only (works for items not recommended)."""

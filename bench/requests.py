@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -425,27 +424,17 @@ def parse_request(agent: Any, text: str) -> Any:
     return update_state(None, "user", text, linker=_linker(agent))
 
 
-def apply_request(ranked: list[str], request: Any, items: Mapping[str, Any]) -> list[str]:
-    """Apply what the parser understood that `agent.recommend` does not take yet: the wanted
-    media kind ("to listen to" -> items with audio) and exclusions ("no insects"). Stable order.
-    """
-    out = ranked
-    kinds = set(getattr(request, "kinds", ()) or ()) & {"image", "audio"}
-    if kinds:
-        keep = [i for i in out if any(getattr(items[i], k, None) for k in kinds)]
-        out = keep or out
-    terms = [t.lower() for t in getattr(request, "exclude_terms", ()) or ()]
-    if terms:
-        pats = [re.compile(rf"\b{re.escape(t)}", re.I) for t in terms]
+def ild(agent: Any, ids: Sequence[str]) -> float:
+    """Intra-list diversity of a shown list: mean 1 - fused cosine over pairs (the product's
+    own notion of alike, `retrieval.diversity.fused_similarity`)."""
+    from retrieval.diversity import fused_similarity, intra_list_diversity
 
-        def hit(i: str) -> bool:
-            it = items[i]
-            hay = " ".join([it.title, it.description, *it.tags])
-            return any(p.search(hay) for p in pats)
-
-        out = [i for i in out if not hit(i)]
-    drop = set(getattr(request, "exclude_ids", ()) or ())
-    return [i for i in out if i not in drop]
+    vectors = {}
+    for space in ("text", "image", "audio"):
+        got, vecs, _ = agent.store.get(space, list(ids))
+        vectors[space] = dict(zip(got, vecs, strict=False))
+    weights = dataclasses.asdict(agent.config.fusion)
+    return round(intra_list_diversity(fused_similarity(list(ids), vectors, weights)), 4)
 
 
 def _has(agent: Any) -> dict[str, dict[str, bool]]:
@@ -466,21 +455,21 @@ def run_condition(
 ) -> Condition:
     """Ask the agent for each request (cold user or persona) and judge the list."""
     has = _has(agent)
-    native = "request" in inspect.signature(agent.recommend).parameters
     cond = Condition(name)
     for req in requests:
         user = req.user or f"bench-cold-{req.id}"
         t = time.perf_counter()
-        state = parse_request(agent, req.text) if understand else None
-        kwargs: dict[str, Any] = {"k": RETRIEVE, "query": req.text}
-        if state is not None and native:
-            kwargs["request"] = state.request
-        result = agent.recommend(user, **kwargs)
+        state = None
+        if understand:  # the chat's own path: conversation state, filters, measured moods
+            agent.reset_conversation(user)
+            state = agent.update_conversation(user, req.text)
+            result = agent.recommend_conversation(user, k=RETRIEVE)
+        else:
+            result = agent.recommend(user, k=RETRIEVE, query=req.text)
         ranked = [r.item.id for r in result.items]
-        if state is not None and not native:
-            ranked = apply_request(ranked, state.request, agent.items)
         seconds = time.perf_counter() - t
         row = judge(req, ranked, labels, has, _seen(agent, req, user))
+        row["ild@10"] = ild(agent, ranked[:TOP_K])
         q = None if state is None else state.request
         row |= {
             "id": req.id,
@@ -602,6 +591,15 @@ def fused_order(row: Mapping[str, Any], llm: Mapping[str, Any], alpha: float) ->
 
 
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fusion weights compared on the validation requests
+MOOD_WEIGHTS = (0.0, 0.5, 0.75, 1.0)  # measured-mood fusion weights, the same way
+QUERY_BOOSTS = (1.0, 3.0)  # [hybrid] chat_query_boost values compared
+DIVERSITY_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)  # [diversity] weight: the trade-off, reported
+
+
+def _configured(cfg: Any, *, boost: float, mood: float, diversity: float) -> Any:
+    hybrid = dataclasses.replace(cfg.hybrid, chat_query_boost=boost, chat_mood_weight=mood)
+    div = dataclasses.replace(cfg.diversity, weight=diversity)
+    return dataclasses.replace(cfg, hybrid=hybrid, diversity=div)
 
 
 def is_validation(req_id: str) -> bool:
@@ -634,6 +632,7 @@ def llm_conditions(
             new |= {k: row[k] for k in ("id", "text", "user", "intent", "kind", "parsed")}
             new["seconds"] = round(row["seconds"] + scored[row["id"]]["seconds"], 3)
             new["llm_fallback"] = scored[row["id"]].get("fallback")
+            new["ild@10"] = ild(agent, order[:TOP_K])
             new["top3"] = [agent.items[i].title for i in order[:3]]
             new["ranked"] = order
             cond.per_request.append(new)
@@ -646,7 +645,7 @@ def llm_conditions(
     return conds, {"validation_ndcg@10": val, "alpha": float(best)}
 
 
-METRICS = ("ndcg@10", "p@5", "raw_p@5", "violations@10", "seconds")
+METRICS = ("ndcg@10", "p@5", "raw_p@5", "violations@10", "ild@10", "seconds")
 _CALM_IDS = {r.id for r in REQUESTS if "energetic" in r.never}
 
 
@@ -687,14 +686,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"(test split for the LLM rows: {report.get('test_requests', '-')} requests).",
         "",
         "| condition | n | NDCG@10 | P@5 | raw P@5 | mood/category P@5 | violations@10 "
-        "| calm->energetic | s/request |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| calm->energetic | ILD@10 | s/request |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in report["conditions"].items():
         lines.append(
             f"| {name} | {s['n']} | {s['ndcg@10']:.3f} | {s['p@5']:.3f} | {s['raw_p@5']:.3f} | "
             f"{s['mood_category_p@5']:.3f} | {s['violations@10']:.2f} | "
-            f"{s['calm_requests_with_energetic@10']} | {s['seconds']:.2f} |"
+            f"{s['calm_requests_with_energetic@10']} | {s.get('ild@10', 0):.3f} | "
+            f"{s['seconds']:.2f} |"
         )
     lines += [
         "",
@@ -714,6 +714,12 @@ def to_markdown(report: dict[str, Any]) -> str:
             f"P@5 {d['p@5']['diff']:+.3f} (95% CI {d['p@5']['ci95']})",
         ]
     for name, t in report.get("tuning", {}).items():
+        if "chosen" in t:
+            lines.append(
+                f"\n{name}: validation NDCG@10 {t['validation_ndcg@10']}, "
+                f"chosen {t['chosen']} (configured default {t['configured']})"
+            )
+            continue
         lines.append(
             f"\n{name}: validation NDCG@10 by alpha {t['validation_ndcg@10']}, "
             f"chosen alpha {t['alpha']}"
@@ -742,7 +748,7 @@ def run(
         labels_path = Path(cfg.data.items).expanduser().parent / "benchmark_labels.json"
     labels = json.loads(Path(labels_path).read_text())
     requests = REQUESTS[:limit] if limit else REQUESTS
-    base_cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, alpha=0.0))
+    base_cfg = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, alpha=0.0, chat_alpha=0.0))
     agent = RecommendationAgent.from_config(base_cfg)
     check_withheld(agent.items, labels)
     report: dict[str, Any] = {
@@ -755,10 +761,38 @@ def run(
     }
     conds: dict[str, Condition] = {
         "retriever": run_condition(agent, "retriever", labels, requests, understand=False),
-        "retriever+understanding": run_condition(
-            agent, "retriever+understanding", labels, requests, understand=True
-        ),
     }
+    # [hybrid] chat_query_boost x chat_mood_weight, chosen on the validation requests, with
+    # the list's diversity off (relevance only); then the diversity weights at the chosen pair
+    grid: dict[tuple[float, float], Condition] = {}
+    for boost in QUERY_BOOSTS:
+        for w in MOOD_WEIGHTS:
+            agent.config = _configured(base_cfg, boost=boost, mood=w, diversity=0.0)
+            grid[(boost, w)] = run_condition(
+                agent, f"understanding boost={boost} mood={w}", labels, requests, understand=True
+            )
+    val = {
+        key: float(np.mean([r["ndcg@10"] for r in c.per_request if is_validation(r["id"])]))
+        for key, c in grid.items()
+    }
+    chosen = max(val, key=lambda key: (round(val[key], 6), -key[1], -key[0]))  # ties: smaller
+    report["tuning"]["chat_query_boost x chat_mood_weight"] = {
+        "validation_ndcg@10": {f"{b} x {w}": round(v, 4) for (b, w), v in val.items()},
+        "chosen": list(chosen),
+        "configured": [cfg.hybrid.chat_query_boost, cfg.hybrid.chat_mood_weight],
+    }
+    conds["retriever+understanding"] = grid[chosen]
+    for (b, w), c in grid.items():
+        report["conditions"][f"understanding, query boost {b}, mood weight {w} (all)"] = summarize(
+            c.per_request
+        )
+    for d in DIVERSITY_WEIGHTS:
+        agent.config = _configured(base_cfg, boost=chosen[0], mood=chosen[1], diversity=d)
+        c = run_condition(agent, f"diversity={d}", labels, requests, understand=True)
+        report["conditions"][f"understanding + diversity weight {d} (all)"] = summarize(
+            c.per_request
+        )
+    agent.config = _configured(base_cfg, boost=chosen[0], mood=chosen[1], diversity=0.0)
     for name, c in conds.items():
         report["conditions"][name] = summarize(c.per_request)
         report["per_request"][name] = c.per_request

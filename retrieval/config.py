@@ -98,6 +98,10 @@ class HybridConfig:
     # not drowned by a long history (issue 12: "calm to listen to" got the user's old films);
     # agent/chat/turn.py, docs/conversation.md
     chat_query_boost: float = 3.0
+    # a chat request for a mood of something to listen to fuses the candidates' retriever
+    # score with how well their measured sound fits the mood (agent/chat/moods.py) at this
+    # weight in [0, 1]; chosen on the validation requests of bench.requests (docs/requests.md)
+    chat_mood_weight: float = 0.5
 
 
 # Merge weights of the conversational retriever's sources (retrieval/conversational.py), tuned
@@ -201,6 +205,17 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class DiversityConfig:
+    """Maximal marginal relevance on the list a user sees (retrieval/diversity.py), so a top 5
+    is not five near-copies. Numbers for the trade-off: docs/diversity.md."""
+
+    # 0 = off (the final score's order); 1 = diversity only. The default trades a measured
+    # NDCG@10 cost on ML-100K and the request benchmark for intra-list diversity
+    weight: float = 0.2
+    pool: int = 30  # MMR picks the list from this many items of the final order (>= k)
+
+
+@dataclass(frozen=True)
 class DataConfig:
     interactions: str | None = None  # "ml-100k" (packaged), a CSV/Parquet file, or None
     items: str | None = None  # items file for `interactions` when it is a user's own file
@@ -217,6 +232,7 @@ class FusionrecConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     data: DataConfig = field(default_factory=DataConfig)
     ratings: RatingScale = field(default_factory=RatingScale)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FusionrecConfig:

@@ -46,12 +46,16 @@ class History:
         timestamps: same length, unix seconds (0 when unknown).
         disliked: ids the user rejected in chat ("not into horror"); pushed away, never
             recommended.
+        hidden: ids never recommended that say nothing about taste (filtered out by the
+            request: "a photo" hides the sounds). Unlike `disliked`, they do not push the
+            profile away: 700 hidden sound clips must not turn a profile against sounds.
     """
 
     item_ids: list[str] = field(default_factory=list)
     ratings: list[float] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
     disliked: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.item_ids)
@@ -70,8 +74,8 @@ class History:
 
     @property
     def seen(self) -> set[str]:
-        """Everything the user interacted with or rejected; never returned as a candidate."""
-        return set(self.item_ids) | set(self.disliked)
+        """Everything the user interacted with, rejected or hid; never returned as a candidate."""
+        return set(self.item_ids) | set(self.disliked) | set(self.hidden)
 
     @property
     def last_time(self) -> int:

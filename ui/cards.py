@@ -43,15 +43,80 @@ def _md(text: Any) -> str:
     return re.sub(r"([\\`*_{}\[\]<>#|])", r"\\\1", str(text))
 
 
-def card_markdown(rec: Any, *, max_tags: int = 5) -> str:
-    """Title, tags and scores of one Recommendation, as the card's text."""
+MAX_CARD_LABELS = 3  # encoder labels per modality on a card, best first (the Why panel has all)
+_SENSES = {"image": "seen in the picture", "audio": "heard in the sound"}  # card wording
+
+
+def encoder_labels(agent: Any, ids: list[str]) -> dict[str, dict[str, list[tuple[str, Any]]]]:
+    """What the encoders saw and heard in each item, from the store's metadata.
+
+    Returns:
+        {item id: {"image"/"audio": [(label, probability or None), ...]}} (see
+        `agent.explain.evidence.scored_labels`); {} when the store cannot be read, so a card
+        still shows without its labels.
+    """
+    from agent.explain.evidence import scored_labels
+
+    if not ids:
+        return {}
+    try:
+        got, _, metas = agent.store.get("text", list(ids), include_vectors=False)
+    except Exception as e:  # noqa: BLE001 - labels only enrich the cards
+        logger.warning("could not read encoder labels for the cards: %s", e)
+        return {}
+    return {i: scored_labels(m) for i, m in zip(got, metas, strict=False)}
+
+
+def _label_md(label: str) -> str:
+    """An encoder label as inert text: Markdown escaped, no link or autolink can form."""
+    return safe_markdown(_md(label))
+
+
+def _short_label(label: str) -> str:
+    """First name of a label ("house finch, linnet, ..." -> "house finch"): cards are narrow."""
+    return label.split(",", 1)[0].strip() or label
+
+
+def labels_markdown(labels: dict[str, list[tuple[str, Any]]] | None, *, limit: int) -> list[str]:
+    """One escaped line per modality: what the image/audio encoder saw, with probabilities."""
+    out = []
+    for modality, sense in _SENSES.items():
+        pairs = (labels or {}).get(modality) or []
+        shown = [
+            _label_md(_short_label(name)) + ("" if p is None else f" {p:.2f}")
+            for name, p in pairs[:limit]
+        ]
+        if shown:
+            out.append(f"<small>_{sense}:_ {', '.join(shown)}</small>")
+    return out
+
+
+def card_markdown(
+    rec: Any,
+    *,
+    max_tags: int = 5,
+    labels: dict[str, list[tuple[str, Any]]] | None = None,
+    reranked: bool | None = None,
+) -> str:
+    """Title, tags, what the encoders saw/heard and the scores of one Recommendation.
+
+    Args:
+        labels: the item's encoder labels (`encoder_labels`), shown so a person sees what
+            the system understood of the picture or sound.
+        reranked: whether the LLM re-ranked the list this card is in (None: not said).
+    """
     tags = ", ".join(_md(t) for t in rec.item.tags[:max_tags])
     scores = f"score {rec.score:.3f}"
     if rec.llm_score is not None:
         scores += f" · LLM {rec.llm_score:.2f}"
+    if reranked is True:
+        scores += " · re-ranked by the LLM"
+    elif reranked is False:
+        scores += " · retriever order"
     lines = [f"**#{rec.rank} {_md(rec.item.title)}**"]
     if tags:
         lines.append(f"<small>{tags}</small>")
+    lines += labels_markdown(labels, limit=MAX_CARD_LABELS)
     lines.append(f"<small>{scores}</small>")
     return "\n\n".join(lines)
 
@@ -115,6 +180,9 @@ def evidence_markdown(exp: Any, *, max_rows: int = 8) -> str:
             f"{_md(title)} ({n} user{'s' if n != 1 else ''})" for _, title, n in ev.co_liked[:5]
         )
         out.append(f"**Liked together with:** {co}")
+    seen = _seen_markdown(ev)
+    if seen:
+        out.append(seen)
     if ev.matched_tags:
         out.append(f"**Matched tags:** {', '.join(_md(t) for t in ev.matched_tags)}")
     if ev.request:
@@ -125,6 +193,20 @@ def evidence_markdown(exp: Any, *, max_rows: int = 8) -> str:
     if not (ev.history or ev.co_liked or ev.matched_tags or ev.request):
         out.append("_No personal evidence yet (cold start): popularity or your request placed it._")
     return "\n\n".join(out)
+
+
+def _seen_markdown(ev: Any) -> str:
+    """The evidence's encoder labels, whole (commas and all) and quoted, with probabilities."""
+    parts = []
+    for modality, sense in (("image", "picture"), ("audio", "sound")):
+        names = (getattr(ev, "labels", None) or {}).get(modality) or []
+        scores = (getattr(ev, "label_scores", None) or {}).get(modality) or {}
+        shown = [
+            f"“{_label_md(n)}”" + (f" ({scores[n]:.2f})" if n in scores else "") for n in names
+        ]
+        if shown:
+            parts.append(f"{sense}: {', '.join(shown)}")
+    return f"**What the encoders saw and heard:** {'; '.join(parts)}" if parts else ""
 
 
 def explain_with_evidence(

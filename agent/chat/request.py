@@ -86,7 +86,8 @@ _BUT = re.compile(r"\bbut\s+(?:more\s+|a\s+bit\s+|a\s+little\s+|less\s+)?([^.!?;
 
 _KINDS = {
     "audio": r"listen(?:ing)?|songs?|music|tunes?|tracks?|melod(?:y|ies)|audio|podcasts?|"
-    r"playlist|(?:a|some|the)\s+sounds?|sound effects?|sounds of|noises?|ambient",
+    r"playlist|(?:a|some|the)\s+sounds?|sound effects?|sounds of|noises?|ambient|"
+    r"(?<!\bit\s)(?<!\bthat\s)(?<!\bthis\s)(?<!\bwhich\s)(?<!\bwhat\s)sounds",  # "animal sounds"
     "image": r"pictures?|photos?|photographs?|images?|pics?|drawings?|illustrations?|"
     r"paintings?|wallpapers?|stamps?|something to look at",
     "text": r"movies?|films?|books?|stories|articles?|something to read|to watch",
@@ -171,7 +172,7 @@ _NOT_PEOPLE = frozenset("I The A An My Your This That It Something Anything Me".
 _EXCLUDE = re.compile(
     r"\b(?P<kw>not (?:a |really )?(?:big |huge )?fan of|not (?:really )?into|no more|none of|"
     r"other than|anything but|(?:do not|don't|dont|doesn't) (?:want|like|need)(?: any)?|"
-    r"nothing|without|except|exclude|skip|avoid|less|not|no)\s+"
+    r"nothing|without|except|exclude|skip|avoid|less|isn't|aren't|wasn't|weren't|not|no)\s+"
     r"(?:with\s+|that\s+has\s+|too\s+|so\s+|any\s+|more\s+|another\s+|like\s+|by\s+|"
     r"starring\s+|featuring\s+)?(?P<target>[^.!?;,\n]{1,60})",
     re.I,
@@ -210,7 +211,7 @@ _FILLER = frozenset(
     suggestion suggestions like love loved liked hate hated more other another also just
     really very thanks thank hi hello hey ok okay yes no not too what how about maybe
     first second third fourth fifth last former latter number why explain reason show tell
-    while listen listening hear watch watching see
+    while listen listening hear watch watching see nothing
     """.split()
 )
 
@@ -434,7 +435,11 @@ def parse_turn(text: str, links: Sequence[Link]) -> TurnParse:
             continue
         if _NOT_EXCLUSIONS.match(target.strip()):
             continue
-        if pm := re.match(rf"\s*{_POINTER}\b", target, re.I):
+        # a pointer ends its phrase ("not that one", "nothing like that"); "nothing that
+        # flies" is a description, not a pointer
+        if pm := re.match(
+            rf"\s*{_POINTER}\b(?=\s*(?:$|[^\w\s]|(?:one|ones|please)\b))", target, re.I
+        ):
             r = _REF_RE.match(target, pm.start() + (len(pm.group()) - len(pm.group().lstrip())))
             if r:
                 out.refs.append(_ref_at(r, "exclude"))
@@ -444,7 +449,7 @@ def parse_turn(text: str, links: Sequence[Link]) -> TurnParse:
         if kinds:
             terms = kinds
         else:
-            tokens = words.split()
+            tokens = re.sub(r"^(?:that|which|who)\s+", "", words, flags=re.I).split()
             if len(tokens) > MAX_TERM_WORDS or not request_words(words):
                 continue
             terms = [" ".join(tokens)]

@@ -14,6 +14,11 @@
 3. **LLM re-rank** by `agent.rerank.conversation.ConversationReranker` over the top
    `[llm] chat_top` candidates when the request has words and `[llm] chat_alpha` > 0, inside
    `[llm] time_budget_s`; past it the retriever's list is shown and the note says why.
+
+Between 2 and 3, a request for a mood of something to listen to ("calm music", "nothing
+energetic") is matched against what the audio measured (`agent.chat.moods`): such a request
+wants music (when the catalogue has at least `k` tracks), and the candidates' order is fused
+with the measured mood fit at `[hybrid] chat_mood_weight`.
 """
 
 from __future__ import annotations
@@ -26,10 +31,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from agent.chat.moods import MOOD_EVIDENCE, MUSIC_WORDS, is_music, mood_scores
 from agent.chat.state import ConversationState, describe_state
 from agent.records import RecommendResult, recommendations
 from agent.rerank.base import RankedResults, final_order, retriever_order
+from retrieval.candidates import Candidate
 from retrieval.catalogue import Item
+from retrieval.fusion import fuse_scores
 from retrieval.profiles import History
 
 logger = logging.getLogger(__name__)
@@ -38,6 +48,7 @@ __all__ = ["item_year", "recommend_for_state", "retrieval_query"]
 
 _YEAR_IN_TITLE = re.compile(r"\(((?:18|19|20)\d\d)\)\s*$")
 MAX_QUERY_WORDS = 40  # words of the retrieval query built from the state
+MOOD_POOL = 300  # candidates a measured-mood request is chosen from (all tracks of a demo)
 # A mood as the retrieval query spells it: the words item texts and labels use for it
 MOOD_WORDS = {
     "calm": "calm relaxing peaceful gentle",
@@ -106,6 +117,8 @@ def _kind_and_era_filters(
     out: set[str] = set()
     need = {"image": lambda it: bool(it.image), "audio": lambda it: bool(it.audio)}
     wanted = [kind for kind in r.kinds if kind in need]
+    if wants_music(state):  # "calm music", "something calm to listen to": tracks, not effects
+        need["audio"] = is_music
     if wanted:
         off = {i for i, it in items.items() if not any(need[kind](it) for kind in wanted)}
         if len(items) - len(off | excluded) >= k:
@@ -121,6 +134,43 @@ def _kind_and_era_filters(
         else:
             notes.append("too few items from that time here; showing any year")
     return out, notes
+
+
+def _mood_terms(state: ConversationState) -> tuple[list[str], list[str]]:
+    """Moods (and "fast"/"slow") asked for, and moods ruled out ("nothing energetic"), that
+    the audio can measure."""
+    r = state.request
+    wanted = [m for m in [*r.moods, *r.attributes] if m in MOOD_EVIDENCE]
+    return wanted, [t for t in r.exclude_terms if t in MOOD_EVIDENCE and t not in wanted]
+
+
+def wants_music(state: ConversationState) -> bool:
+    """Something to listen to, with a mood ("calm", "not energetic") or named as music."""
+    r = state.request
+    return "audio" in r.kinds and (any(_mood_terms(state)) or bool(MUSIC_WORDS.search(r.text)))
+
+
+def _mood_fused(
+    cands: list[Candidate], state: ConversationState, items: Mapping[str, Item], weight: float
+) -> list[Candidate]:
+    """The candidates re-ordered by the retriever's score fused with the measured mood fit."""
+    wanted, ruled_out = _mood_terms(state)
+    if weight <= 0 or len(cands) < 2 or not (wanted or ruled_out):
+        return cands
+    fit = mood_scores([items[c.item_id] for c in cands], wanted, ruled_out)
+    if fit is None:
+        return cands
+    fused = fuse_scores(np.asarray([c.score for c in cands]), fit, min(weight, 1.0))
+    order = np.argsort(-fused, kind="stable")
+    return [
+        dataclasses.replace(
+            cands[j],
+            score=float(fused[j]),
+            rank=n + 1,
+            sources={**cands[j].sources, "mood": round(float(fit[j]), 4)},
+        )
+        for n, j in enumerate(order)
+    ]
 
 
 def _labels(agent: Any, ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
@@ -158,17 +208,28 @@ def recommend_for_state(
     r = state.request
     user = agent.users.get(user_id)
     excluded = {i for i in state.mentioned_ids() if i in items} | set(r.exclude_ids)
-    excluded |= set(agent._avoided([*user.avoid, *r.exclude_terms]))
-    filtered, notes = _kind_and_era_filters(state, items, excluded, k)
+    avoided = agent._avoided([*user.avoid, *r.exclude_terms])  # "no insects": a taste
+    excluded |= set(avoided)
+    filtered, notes = _kind_and_era_filters(state, items, excluded, k)  # not a taste: hidden
     history = _history(agent._history(user_id), state, items, cfg.ratings.like_value)
+    history = dataclasses.replace(
+        history, disliked=list(dict.fromkeys([*history.disliked, *avoided]))
+    )
     query = retrieval_query(state, items)
     generator = _boosted(agent.generator, cfg.hybrid.chat_query_boost if query else 1.0)
-    cands = generator.generate(history, query=query or None, exclude=sorted(excluded | filtered))
+    # a mood of music is judged from the audio: the fit chooses among every track, not only
+    # among the few whose text happens to match the words
+    measured_mood = wants_music(state) and any(_mood_terms(state))
+    n = max(MOOD_POOL, generator.config.n_candidates) if measured_mood else None
+    cands = generator.generate(
+        history, query=query or None, n=n, exclude=sorted(excluded | filtered)
+    )
     if len(cands) < k and (excluded - set(r.exclude_ids)):  # a tiny catalogue: allow mentions
         notes.append("few items left; titles you mentioned may appear")
         cands = generator.generate(
-            history, query=query or None, exclude=sorted(set(r.exclude_ids) | filtered)
+            history, query=query or None, n=n, exclude=sorted(set(r.exclude_ids) | filtered)
         )
+    cands = _mood_fused(cands, state, items, cfg.hybrid.chat_mood_weight)
     top = max(1, int(getattr(cfg.llm, "chat_top", cfg.llm.rerank_top)))
     reranker = getattr(agent, "chat_reranker", None)
     alpha = float(getattr(cfg.llm, "chat_alpha", 0.0))
@@ -180,7 +241,7 @@ def recommend_for_state(
         ranked = reranker.rank(ctx, cands[:top], items, alpha=alpha)
     else:
         ranked = retriever_order(cands[:top], name="identity")
-    recs = recommendations(items, final_order(ranked, cands, top), k)
+    recs = recommendations(items, agent.diversify(final_order(ranked, cands, top), k), k)
     reranked = ranked.fallback_reason is None and ranked.reranker != "identity"
     note = "; ".join([*notes, *([ranked.fallback_reason] if ranked.fallback_reason else [])])
     result = RecommendResult(

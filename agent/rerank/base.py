@@ -199,9 +199,12 @@ class IdentityReranker:
         return retriever_order(candidates, name=self.name, top_k=top_k)
 
 
+FinalEntry = tuple[Candidate, float, float | None]  # (candidate, final score, LLM score)
+
+
 def final_order(
     ranked: RankedResults, candidates: Sequence[Candidate], top: int
-) -> list[tuple[Candidate, float, float | None]]:
+) -> list[FinalEntry]:
     """The list a user sees: the re-ranked top `top` candidates, then the rest in the
     retriever's order, as (candidate, final score, LLM score or None)."""
     head = [(e.candidate, e.final_score, e.llm_score) for e in ranked.entries]

@@ -71,6 +71,9 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> RecommendationAgent:
             "store": {"path": str(root / "store")},
             "encoders": {"image": "none", "audio": "none", "num_threads": 1},
             "llm": {"reranker": "identity", "explain": False},
+            # every item of a genre has the same description here, so MMR (which exists to
+            # spread textual copies) would rightly mix genres; these tests are about relevance
+            "diversity": {"weight": 0.0},
             "data": {
                 "interactions": str(root / "ratings.csv"),
                 "items": str(root / "items.jsonl"),

@@ -21,6 +21,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,11 @@ def _source_key(row: MediaRow, which: str) -> str:
 
 
 def build_media_catalogue(
-    out_dir: str | Path, *, cache: Path | None = None, moods: bool = True
+    out_dir: str | Path,
+    *,
+    cache: Path | None = None,
+    moods: bool = True,
+    select: Callable[[list[MediaRow]], list[MediaRow]] | None = None,
 ) -> BuildReport:
     """Fetch (cached), convert, measure and write the catalogue files into `out_dir`.
 
@@ -242,6 +247,8 @@ def build_media_catalogue(
         out_dir: demo folder; `media/` inside it is pruned to the files in use.
         cache: package cache (default `fetch.default_cache()`).
         moods: run YAMNet over music to tag its mood classes (needs the packaged model).
+        select: keeps a subset of the rows before any conversion (a small catalogue for the
+            browser test, same conversion and personas); None keeps every row.
 
     Raises:
         FetchError: a required package could not be fetched.
@@ -254,6 +261,8 @@ def build_media_catalogue(
     paths = fetch.fetch_all(cache)
     report.seconds["fetch"] = round(time.perf_counter() - t0, 1)
     rows = collect_rows(paths)
+    if select is not None:
+        rows = select(rows)
     state_path = out / BUILD_STATE
     try:
         state = json.loads(state_path.read_text())

@@ -257,3 +257,30 @@ def test_kind_and_era_filters() -> None:
     assert off == set() and "showing any kind" in notes[0]
     state = update_state(None, "user", "something from before 1960", linker=linker)
     assert _kind_and_era_filters(state, items, set(), 1)[0] == {"p"}  # unknown years stay
+
+
+def test_diversity_spreads_the_list_and_keeps_the_best_first(agent: RecommendationAgent) -> None:
+    import dataclasses
+
+    from retrieval.diversity import fused_similarity
+
+    def listed(weight: float) -> list[str]:
+        agent.config = dataclasses.replace(
+            base, diversity=dataclasses.replace(base.diversity, weight=weight)
+        )
+        return [r.item.id for r in agent.recommend("div-user", k=3, query="crime").items]
+
+    def sim(a: str, b: str) -> float:
+        got, vecs, _ = agent.store.get("text", [a, b])
+        return float(
+            fused_similarity([a, b], {"text": dict(zip(got, vecs, strict=True))}, {"text": 1})[0, 1]
+        )
+
+    base = agent.config
+    try:
+        plain, spread = listed(0.0), listed(0.6)
+    finally:
+        agent.config = base
+    assert spread[0] == plain[0]  # the most relevant item stays first
+    # the second slot goes to an item less like the first than the one relevance alone put there
+    assert spread[1] != plain[1] and sim(spread[0], spread[1]) < sim(plain[0], plain[1])
