@@ -12,13 +12,18 @@ Metrics per request, then averaged overall and per intent kind:
 - raw P@5 on the list as shown (unjudged items count as not relevant);
 - violations: an item the request rules out ("calm" -> a track filed under energetic) in the
   shown top 10;
+- ILD@10: intra-list diversity of the list as shown (`retrieval.diversity`);
 - seconds per request.
 
-Conditions: `retriever` (the agent's hybrid retriever with the request text; LLM off),
-`retriever+understanding` (the same list after helper C2's parser: wanted kind, exclusions)
-and, with `--llm MODEL`, C2's `llm-conversation` re-ranker over the top `--top` candidates,
-fused with the retriever at the weight chosen on the validation requests (every third); its
-rows and the 95% paired bootstrap interval of the difference are on the other (test) requests.
+Conditions, every one with the list's diversity off unless its name says otherwise:
+`retriever` (`agent.recommend(user, query=text)`, LLM off); `retriever+understanding` (the
+chat's own path: `update_conversation` then `recommend_conversation`, i.e. the parsed request's
+kind, music and exclusion filters and the measured-mood fit, LLM off), run over a grid of
+`[hybrid] chat_query_boost` x `chat_mood_weight`, the weight chosen on the validation requests
+(every third) at the configured boost; `understanding + diversity weight w` (the same with MMR,
+to price diversity); and, with `--llm MODEL`, the `llm-conversation` re-ranker over the top
+`--top` candidates, fused at the weight chosen on the validation requests. The LLM rows and the
+95% paired bootstrap interval of the difference are on the other (test) requests.
 
     python -m bench.requests --config ~/.fusionrec/demo/fusionrec.toml --out docs/requests.json
     python -m bench.requests --config ... --llm smollm2-135m --llm qwen2.5-coder-1.5b --top 20
@@ -759,11 +764,15 @@ def run(
         "tuning": {},
         "per_request": {},
     }
+    # every relevance row with the list's diversity off; its own rows come after the tuning
+    agent.config = _configured(
+        base_cfg, boost=cfg.hybrid.chat_query_boost, mood=cfg.hybrid.chat_mood_weight, diversity=0
+    )
     conds: dict[str, Condition] = {
         "retriever": run_condition(agent, "retriever", labels, requests, understand=False),
     }
-    # [hybrid] chat_query_boost x chat_mood_weight, chosen on the validation requests, with
-    # the list's diversity off (relevance only); then the diversity weights at the chosen pair
+    # [hybrid] chat_query_boost x chat_mood_weight on the validation requests, with the list's
+    # diversity off (relevance only); then the diversity weights at the chosen pair
     grid: dict[tuple[float, float], Condition] = {}
     for boost in QUERY_BOOSTS:
         for w in MOOD_WEIGHTS:
@@ -775,7 +784,11 @@ def run(
         key: float(np.mean([r["ndcg@10"] for r in c.per_request if is_validation(r["id"])]))
         for key, c in grid.items()
     }
-    chosen = max(val, key=lambda key: (round(val[key], 6), -key[1], -key[0]))  # ties: smaller
+    # the boost stays the configured one (it also serves refinements such as "like Heat but
+    # funnier", which these requests do not test); the mood weight is chosen at that boost
+    boost = cfg.hybrid.chat_query_boost
+    at_boost = [key for key in val if key[0] == boost] or list(val)
+    chosen = max(at_boost, key=lambda key: (round(val[key], 6), -key[1]))  # ties: smaller
     report["tuning"]["chat_query_boost x chat_mood_weight"] = {
         "validation_ndcg@10": {f"{b} x {w}": round(v, 4) for (b, w), v in val.items()},
         "chosen": list(chosen),

@@ -95,13 +95,15 @@ class HybridConfig:
     n_candidates: int = 50  # candidates returned
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     # a chat turn that asks in words multiplies the `query` weight by this, so the request is
-    # not drowned by a long history (issue 12: "calm to listen to" got the user's old films);
-    # agent/chat/turn.py, docs/conversation.md
+    # not drowned by the history (issue 12: "calm to listen to" got the user's old films; "like
+    # Heat but funnier" needs "funnier" to count: tests/agent/chat/test_turn.py). The request
+    # benchmark's validation requests could not tell 1 from 3 apart (docs/requests.md)
     chat_query_boost: float = 3.0
     # a chat request for a mood of something to listen to fuses the candidates' retriever
     # score with how well their measured sound fits the mood (agent/chat/moods.py) at this
-    # weight in [0, 1]; chosen on the validation requests of bench.requests (docs/requests.md)
-    chat_mood_weight: float = 0.5
+    # weight in [0, 1]; 1 = by the measured fit alone among the tracks the filters keep.
+    # Chosen on the validation requests of bench.requests (docs/requests.md)
+    chat_mood_weight: float = 1.0
 
 
 # Merge weights of the conversational retriever's sources (retrieval/conversational.py), tuned
@@ -211,7 +213,7 @@ class DiversityConfig:
 
     # 0 = off (the final score's order); 1 = diversity only. The default trades a measured
     # NDCG@10 cost on ML-100K and the request benchmark for intra-list diversity
-    weight: float = 0.2
+    weight: float = 0.1
     pool: int = 30  # MMR picks the list from this many items of the final order (>= k)
 
 

@@ -43,6 +43,9 @@ MAX_TITLES = 6  # liked titles in the prompt (most recent), and at most 3 dislik
 MAX_DISLIKED = 3
 MAX_DESC_WORDS = 12  # words of each candidate's description
 MAX_GENRES = 3  # tags (genres) per candidate
+# tags per candidate with a sound: the catalogue's measured ones ("slow tempo", "quiet",
+# "tender music") come after its own, and a mood request is judged by exactly those
+MAX_AUDIO_TAGS = 7
 MAX_LABELS = 3  # encoder labels per modality per candidate
 _YEAR_IN_TITLE = re.compile(r"\((?:18|19|20)\d\d\)\s*$")
 
@@ -169,9 +172,8 @@ def candidate_text(
         title = f"{title} ({year})"
     parts = [sanitize_text(prompt_title(title, short=False), max_chars=120) + "."]
     if item.tags:
-        parts.append(
-            "Genres: " + sanitize_text(", ".join(item.tags[:MAX_GENRES]), max_chars=80) + "."
-        )
+        n, label = (MAX_AUDIO_TAGS, "Tags") if item.audio else (MAX_GENRES, "Genres")
+        parts.append(f"{label}: " + sanitize_text(", ".join(item.tags[:n]), max_chars=n * 24) + ".")
     if item.description and desc_words > 0:
         words = item.description.split()
         desc = " ".join(words[:desc_words]) + (" ..." if len(words) > desc_words else "")

@@ -72,7 +72,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> RecommendationAgent:
             "encoders": {"image": "none", "audio": "none", "num_threads": 1},
             "llm": {"reranker": "identity", "explain": False},
             # every item of a genre has the same description here, so MMR (which exists to
-            # spread textual copies) would rightly mix genres; these tests are about relevance
+            # spread textual copies) rightly mixes genres into a close third place; these tests
+            # are about relevance and feedback (diversity: tests/retrieval/test_diversity.py)
             "diversity": {"weight": 0.0},
             "data": {
                 "interactions": str(root / "ratings.csv"),

@@ -184,3 +184,17 @@ def test_smollm2_ranking_follows_the_request() -> None:
     assert calm_rank("something calm and relaxing to listen to") < calm_rank(
         "loud energetic music for my workout"
     )
+
+
+def test_a_track_is_quoted_with_its_measured_tags() -> None:
+    from agent.rerank.conversation import candidate_text
+    from retrieval.catalogue import Item
+
+    track = Item(
+        "t",
+        "Memories theme 1",
+        audio="/x/t.ogg",
+        tags=("music", "instrumental", "acoustic", "slow tempo", "quiet", "tender music"),
+    )
+    text = candidate_text(track)
+    assert "slow tempo" in text and "quiet" in text and "tender music" in text
