@@ -55,16 +55,9 @@ def encoder_labels(agent: Any, ids: list[str]) -> dict[str, dict[str, list[tuple
         `agent.explain.evidence.scored_labels`); {} when the store cannot be read, so a card
         still shows without its labels.
     """
-    from agent.explain.evidence import scored_labels
+    from agent.explain.evidence import stored_labels
 
-    if not ids:
-        return {}
-    try:
-        got, _, metas = agent.store.get("text", list(ids), include_vectors=False)
-    except Exception as e:  # noqa: BLE001 - labels only enrich the cards
-        logger.warning("could not read encoder labels for the cards: %s", e)
-        return {}
-    return {i: scored_labels(m) for i, m in zip(got, metas, strict=False)}
+    return stored_labels(agent.store, ids, purpose="the cards")
 
 
 def _label_md(label: str) -> str:

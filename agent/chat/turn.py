@@ -175,14 +175,12 @@ def _mood_fused(
 
 def _labels(agent: Any, ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
     """Image/sound labels the encoders gave each candidate (from the store's metadata)."""
-    from agent.explain.evidence import labels_from_metadata
+    from agent.explain.evidence import stored_labels
 
-    try:
-        got, _, metas = agent.store.get("text", list(ids), include_vectors=False)
-    except Exception as e:  # noqa: BLE001 - labels only enrich the prompt
-        logger.warning("could not read labels for the re-rank prompt: %s", e)
-        return {}
-    return {i: labels_from_metadata(m) for i, m in zip(got, metas, strict=False)}
+    found = stored_labels(agent.store, ids, purpose="the re-rank prompt")
+    return {
+        i: {m: [name for name, _ in pairs] for m, pairs in by.items()} for i, by in found.items()
+    }
 
 
 def _boosted(generator: Any, boost: float) -> Any:

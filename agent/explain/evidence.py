@@ -168,6 +168,22 @@ def _label_pair(raw: Any) -> tuple[str, float | None]:
     return str(raw), None
 
 
+def stored_labels(
+    store: Any, ids: Sequence[str], *, purpose: str
+) -> dict[str, dict[str, list[tuple[str, float | None]]]]:
+    """`scored_labels` of each item, read from the store in one call; {} when the store cannot
+    be read (labels only enrich a card or a prompt, so their absence must not stop either).
+    `purpose` names what they were for in the warning."""
+    if not ids:
+        return {}
+    try:
+        got, _, metas = store.get("text", list(ids), include_vectors=False)
+    except Exception as e:  # noqa: BLE001 - labels are an enrichment
+        logger.warning("could not read encoder labels for %s: %s", purpose, e)
+        return {}
+    return {i: scored_labels(m) for i, m in zip(got, metas, strict=False)}
+
+
 def labels_from_metadata(meta: Mapping[str, Any]) -> dict[str, list[str]]:
     """Image/sound label names from a store metadata dict (see `scored_labels`), best first."""
     return {m: [name for name, _ in pairs] for m, pairs in scored_labels(meta).items()}
