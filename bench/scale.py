@@ -14,8 +14,13 @@ Parts, each size of each part in its own subprocess (peak RSS = that process's r
   - `generate`: `CandidateGenerator.generate` per user (auto CF choice, exact numpy index vs
     the Chroma store the `vectors` part built).
 
+  - `ingest-batch`: Chroma ingest CPU and bytes written per upsert size (`--batches 32,5000`).
+  - `hnsw`: only the ef_search sweep of `vectors`, on the store a `vectors` run left in --work
+    (e.g. `--sizes 1000000 --parts hnsw --efs 128,512` after a long build).
+
 Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--parts cf,vectors,encode,generate]
        [--models ease,itemknn,als,bpr,transitions] [--out docs/scale.json] [--plot docs/scale.png]
+       [--efs 256,512] [--kinds exact,hnsw] [--max-hnsw N]
 Results merge into --out, so parts can be (re)run one at a time. Run it nice'd: the CPU is
 shared (2 cores, several agents), so timings are noisy.
 """
@@ -215,7 +220,13 @@ def _ingest(n: int, ids: list[str], vecs: np.ndarray, path: Path) -> dict[str, A
         chunk = ids[a : a + batch]
         store.upsert("text", chunk, vecs[a : a + batch], [{}] * len(chunk))
         if a and a % 100_000 == 0:
-            logging.info("ingested %d in %.0f s", a, time.perf_counter() - t0)
+            logging.info(
+                "ingested %d in %.0f s, %.0f CPU s, load %.1f",
+                a,
+                time.perf_counter() - t0,
+                cpu_s() - c0,
+                os.getloadavg()[0],
+            )
     s, c = time.perf_counter() - t0, cpu_s() - c0
     res = {
         "chroma_ingest_s": round(s, 1),
@@ -236,6 +247,7 @@ def child_hnsw(n: int, work: Path, ef: int | None, tag: str = "") -> dict[str, A
     A fresh process each time: Chroma applies a changed `ef_search` only to an index that this
     process has not loaded yet. `tag` "minilm-" reads the real-text store of `child_encode`.
     """
+    from retrieval.config import HybridConfig
     from retrieval.store import VectorStore
 
     f = np.load(work / f"truth-{tag}{n}.npz")
@@ -258,12 +270,72 @@ def child_hnsw(n: int, work: Path, ef: int | None, tag: str = "") -> dict[str, A
     lat, rec = [], []
     for v, t_ids in zip(q, truth, strict=True):
         t = time.perf_counter()
-        hits = store.query("text", v[None], n=50)[0]
+        hits = store.query("text", v[None], n=50, include_metadata=False)[0]
         lat.append(time.perf_counter() - t)
         rec.append(len({f"{prefix}{i}" for i in t_ids} & {h.id for h in hits}) / 50)
+    # ids + distances, as candidate generation asks (metadata: the next figure)
     res["hnsw_query_top50"] = pct(lat)
     res["hnsw_recall@50"] = round(float(np.mean(rec)), 4)
+    res["hnsw_query_top50_metadata"] = pct(_timed(lambda v: store.query("text", v[None], n=50), q))
+    # what the content source asks: content_pool hits past a 20-item history, no metadata
+    pool, seen = HybridConfig().content_pool, [f"{prefix}{i}" for i in range(20)]
+    res["content_pool"] = pool
+    res["hnsw_query_pool"] = pct(
+        _timed(
+            lambda v: store.query(
+                "text", v[None], n=pool, exclude_ids=seen, include_metadata=False
+            ),
+            q,
+        )
+    )
     res["peak_rss_gb"] = rss_gb()
+    return res
+
+
+def _timed(fn: Any, queries: np.ndarray) -> list[float]:
+    """Seconds of `fn(q)` for each query."""
+    lat = []
+    for v in queries:
+        t = time.perf_counter()
+        fn(v)
+        lat.append(time.perf_counter() - t)
+    return lat
+
+
+def child_ingest_batch(n: int, work: Path, batch: int) -> dict[str, Any]:
+    """Chroma ingest of `n` vectors in upsert calls of `batch` ids: CPU s and bytes written.
+
+    Why ingest costs what it does: `retrieval/ingest.py` upserts one encoder batch (32) per
+    call, the bench 5,000; the write volume shows what HNSW persistence (every
+    `sync_threshold` = 1,000 items) adds. A fresh store each time, removed afterwards.
+    """
+    from retrieval.store import VectorStore
+
+    def written() -> int:
+        with open("/proc/self/io") as fh:  # Linux: bytes this process sent to the disk layer
+            return int(dict(line.split(": ") for line in fh.read().splitlines())["write_bytes"])
+
+    vecs = vectors(n)
+    ids = [f"s{i}" for i in range(n)]
+    path = work / f"chroma-batch{batch}-{n}"
+    shutil.rmtree(path, ignore_errors=True)
+    store = VectorStore.open(path)
+    w0, t0, c0 = written(), time.perf_counter(), cpu_s()
+    for a in range(0, n, batch):
+        store.upsert(
+            "text", ids[a : a + batch], vecs[a : a + batch], [{}] * len(ids[a : a + batch])
+        )
+    s, c = time.perf_counter() - t0, cpu_s() - c0
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    res = {
+        "batch": batch,
+        "ingest_s": round(s, 1),
+        "ingest_cpu_s": round(c, 1),
+        "items_per_cpu_s": round(n / c, 1),
+        "written_gb": round((written() - w0) / 2**30, 3),
+        "store_gb": round(disk / 2**30, 3),
+    }
+    shutil.rmtree(path, ignore_errors=True)
     return res
 
 
@@ -306,7 +378,12 @@ def child_encode(n: int, work: Path) -> dict[str, Any]:
     return res
 
 
-def child_generate(n: int, work: Path) -> dict[str, Any]:
+def child_generate(n: int, work: Path, kinds: list[str]) -> dict[str, Any]:
+    """`CandidateGenerator.generate` p50/p99 for 100 users, per index kind, and per-source ms.
+
+    The users are the first 100 by id, which `interactions` makes the most active (hundreds of
+    history items each at 1M): the Chroma path over-fetches content_pool + history hits.
+    """
     import pandas as pd
 
     from retrieval.candidates import CandidateGenerator, HybridConfig
@@ -325,24 +402,36 @@ def child_generate(n: int, work: Path) -> dict[str, Any]:
             "timestamp": (1_000_000 + coo.data[order]).astype(np.int64),
         }
     )
-    del binary, coo
-    vecs = vectors(n)
-    exact = NumpyIndex({"text": (list(item_ids), vecs)})
-    t0 = time.perf_counter()
-    gen = CandidateGenerator(exact, config=HybridConfig()).fit(df, list(item_ids))
-    res: dict[str, Any] = {"fit_s": round(time.perf_counter() - t0, 1), "models": list(gen.models)}
-    gens = {"exact": gen}
+    del binary, ordered, coo, order
+    indexes: dict[str, Any] = {}
+    res: dict[str, Any] = {}
+    if "exact" in kinds:
+        indexes["exact"] = NumpyIndex({"text": (list(item_ids), vectors(n))})
     path = _chroma_dir(work, n)
-    if (path / "bench-ingest.json").exists():
+    if "hnsw" in kinds and (path / "bench-ingest.json").exists():
         store = VectorStore.open(path)
         # at the configured ef_search (the sweep may have left another; applied before loading)
         store.collection("text").modify(configuration={"hnsw": {"ef_search": HNSW_SEARCH_EF}})
         res["search_ef"] = HNSW_SEARCH_EF
-        gens["hnsw"] = gen.with_index(store)
+        indexes["hnsw"] = store
+    if not indexes:
+        return {"error": f"no index to time: kinds {kinds}, no store at {path}"}
+    first = next(iter(indexes.values()))
+    t0, c0 = time.perf_counter(), cpu_s()
+    gen = CandidateGenerator(first, config=HybridConfig()).fit(df, list(item_ids))
+    res |= {
+        "fit_s": round(time.perf_counter() - t0, 1),
+        "fit_cpu_s": round(cpu_s() - c0, 1),
+        "models": list(gen.models),
+        "rss_after_fit_gb": rss_gb(),
+    }
     hist = []
     for _, g in list(df.groupby("user_id", sort=False))[: N_QUERIES // 2]:
         hist.append(History(g["item_id"].tolist(), None, g["timestamp"].tolist()))
-    for kind, g in gens.items():
+    del df
+    res["history_len_median"] = int(np.median([len(h) for h in hist]))
+    for kind, index in indexes.items():
+        g = gen.with_index(index)
         g.generate(hist[0])
         lat = []
         for h in hist:
@@ -350,11 +439,18 @@ def child_generate(n: int, work: Path) -> dict[str, Any]:
             g.generate(h, n=50)
             lat.append(time.perf_counter() - t)
         res[f"generate_{kind}"] = pct(lat)
-        # where the time goes: mean ms per source over the first 20 users
+        # where the time goes: mean ms per source over the first 20 users; the rest of
+        # `generate` (min-max merge, seen mask, top-k, Candidate records) is "merge+top-k"
         timings: dict[str, float] = {}
+        total = 0.0
         for h in hist[:20]:
             g.score_sources([h], timings=timings)
-        res[f"sources_mean_ms_{kind}"] = {k: round(v / 20 * 1000, 1) for k, v in timings.items()}
+            t = time.perf_counter()
+            g.generate(h, n=50)
+            total += time.perf_counter() - t
+        per = {k: round(v / 20 * 1000, 1) for k, v in timings.items()}
+        per["merge+top-k"] = round(max(0.0, total / 20 * 1000 - sum(per.values())), 1)
+        res[f"sources_mean_ms_{kind}"] = per
     res["peak_rss_gb"] = rss_gb()
     return res
 
@@ -369,10 +465,12 @@ def run_child(part: str, size: int, model: str | None, work: Path, *extra: str) 
     cmd += ["--work", str(work), "--result", str(out), *extra]
     if model:
         cmd += ["--model", model]
-    t0 = time.perf_counter()
+    t0, load0 = time.perf_counter(), os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1])
     res = json.loads(out.read_text()) if out.stat().st_size else {}
     out.unlink()
+    # the 1-minute load average before and after (2 cores: above 2, processes wait for a core)
+    res["load_avg"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
     if proc.returncode != 0:
         res["error"] = f"exit status {proc.returncode}" + (
             " (killed: out of memory?)" if proc.returncode < 0 else ""
@@ -399,8 +497,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--ef", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=5000, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--batches", default="32,5000", help="upsert sizes the `ingest-batch` part compares"
+    )
     ap.add_argument(
         "--efs", default="256,512", help="extra ef_search values to sweep (configured one too)"
+    )
+    ap.add_argument(
+        "--kinds", default="exact,hnsw", help="indexes `generate` times (exact numpy, Chroma HNSW)"
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -412,8 +517,9 @@ def main(argv: list[str] | None = None) -> int:
             "cf": lambda: child_cf(args.size, args.model),
             "vectors": lambda: child_vectors(args.size, work, args.max_hnsw),
             "encode": lambda: child_encode(args.size, work),
-            "generate": lambda: child_generate(args.size, work),
+            "generate": lambda: child_generate(args.size, work, args.kinds.split(",")),
             "hnsw": lambda: child_hnsw(args.size, work, args.ef, args.tag),
+            "ingest-batch": lambda: child_ingest_batch(args.size, work, args.batch),
         }[args.child]
         Path(args.result).write_text(json.dumps(fn()))
         return 0
@@ -431,7 +537,27 @@ def main(argv: list[str] | None = None) -> int:
             for model in args.models.split(",") if part == "cf" else [None]:
                 key = f"{part}/{size}" + (f"/{model}" if model else "")
                 logging.info("--- %s", key)
-                extra = ("--max-hnsw", str(args.max_hnsw)) if part == "vectors" else ()
+                if part == "hnsw":  # re-query a store `vectors` built: the sweep only
+                    key = f"vectors/{size}"
+                    res = report["results"].get(key, {})
+                    res.update(hnsw_sweep(size, work, args.efs, ""))
+                    report["results"][key] = res
+                    out.write_text(json.dumps(report, indent=1) + "\n")
+                    continue
+                if part == "ingest-batch":  # one child per upsert size
+                    res = {
+                        b: run_child(part, size, None, work, "--batch", b)
+                        for b in args.batches.split(",")
+                    }
+                    report["results"][key] = res
+                    out.write_text(json.dumps(report, indent=1) + "\n")
+                    logging.info("%s: %s", key, json.dumps(res))
+                    continue
+                extra: tuple[str, ...] = ()
+                if part == "vectors":
+                    extra = ("--max-hnsw", str(args.max_hnsw))
+                elif part == "generate":
+                    extra = ("--kinds", args.kinds)
                 res = run_child(part, size, model, work, *extra)
                 if part in ("vectors", "encode") and not {"error", "hnsw_skipped"} & set(res):
                     res.update(
@@ -539,24 +665,53 @@ def table(report: dict[str, Any]) -> str:
             f"{x.get('extrapolated_1m_cpu_hours')} CPU h for 1M); "
             f"Chroma ingest {x.get('chroma_ingest_items_per_s')} items/s."
         )
+    batches = [(n, r[f"ingest-batch/{n}"]) for n in sizes if f"ingest-batch/{n}" in r]
+    if batches:
+        lines += [
+            "",
+            "| items | ids per upsert | ingest CPU s | items per CPU s | written GB | store GB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n, per in batches:
+            for b, x in per.items():
+                lines.append(
+                    f"| {n:,} | {b} | {x.get('ingest_cpu_s')} | {x.get('items_per_cpu_s')} "
+                    f"| {x.get('written_gb')} | {x.get('store_gb')} |"
+                )
     gen = [(n, r.get(f"generate/{n}")) for n in sizes if r.get(f"generate/{n}")]
     if gen:
         lines += [
             "",
             "| items | CF models | generator fit s | generate p50 / p99 ms (exact) | "
-            "generate p50 / p99 ms (HNSW) | peak RSS GB |",
-            "|---|---|---|---|---|---|",
+            "generate p50 / p99 ms (HNSW) | peak RSS GB | load avg |",
+            "|---|---|---|---|---|---|---|",
         ]
         for n, x in gen:
-            if "generate_exact" not in x:
-                lines.append(f"| {n:,} | {x.get('error')} | | | | |")
+            if "models" not in x:
+                lines.append(f"| {n:,} | {x.get('error')} | | | | | |")
                 continue
-            e, h = x["generate_exact"], x.get("generate_hnsw", {})
+            e, h = x.get("generate_exact", {}), x.get("generate_hnsw", {})
+
+            def ms(d: dict[str, Any]) -> str:
+                return f"{d['p50_ms']} / {d['p99_ms']}" if d else "not run"
+
             lines.append(
-                f"| {n:,} | {', '.join(x['models'])} | {x['fit_s']} "
-                f"| {e['p50_ms']} / {e['p99_ms']} | "
-                f"{h.get('p50_ms')} / {h.get('p99_ms')} | {x['peak_rss_gb']} |"
+                f"| {n:,} | {', '.join(x['models'])} | {x['fit_s']} | {ms(e)} | {ms(h)} "
+                f"| {x['peak_rss_gb']} | {x.get('load_avg', '')} |"
             )
+        # mean ms per source over 20 users: where the time of `generate` goes
+        srcs = [(n, k, x.get(f"sources_mean_ms_{k}")) for n, x in gen for k in ("exact", "hnsw")]
+        srcs = [t for t in srcs if t[2]]
+        names = list(dict.fromkeys(name for *_, per in srcs for name in per))
+        if srcs:
+            lines += [
+                "",
+                "| items | index | " + " | ".join(names) + " |",
+                "|---|---|" + "---|" * len(names),
+            ]
+            for n, k, per in srcs:
+                cells = " | ".join(str(per.get(name, "")) for name in names)
+                lines.append(f"| {n:,} | {k} | {cells} |")
     return "\n".join(lines)
 
 
@@ -594,6 +749,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     xs, ys = series("vectors/{n}", lambda x: x["chroma_ingest_s"])
     if xs:
         axes[0].plot(xs, ys, "s--", label="Chroma ingest (wall s, busy CPU)")
+    xs, ys = series("vectors/{n}", lambda x: x["chroma_ingest_cpu_s"])
+    if xs:
+        axes[0].plot(xs, ys, "s-", label="Chroma ingest (CPU s)")
     xs, ys = series("vectors/{n}", lambda x: x["peak_rss_gb"])
     if xs:
         axes[1].plot(xs, ys, "s--", label="vectors: numpy + Chroma")

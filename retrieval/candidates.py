@@ -26,13 +26,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from retrieval.cf import ItemKNN, Transitions, history_weights, time_decayed_popularity, top_k
+from retrieval.cf import DecayedPopularity, ItemKNN, Transitions, history_weights, top_k
 from retrieval.config import DEFAULT_WEIGHTS, HybridConfig  # noqa: F401 (re-exported)
 from retrieval.factors import fit_main_cf
 from retrieval.fusion import merge_scores, normalise  # noqa: F401 (re-exported)
 from retrieval.interactions import user_item_matrix
 from retrieval.numpy_index import NumpyIndex  # noqa: F401 (re-exported)
 from retrieval.profiles import History, ItemIndex, build_profile
+from retrieval.store import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class CandidateGenerator:
         self._pos: dict[str, int] = {}
         self.models: dict[str, Any] = {}
         self._log: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        # popularity counted once per fit (and per half-life), not per request: docs/scale.md
+        self._popularity: DecayedPopularity | None = None
         self._cols: dict[tuple[str, int, int], np.ndarray] = {}  # index ids -> item columns
 
     @property
@@ -121,7 +124,21 @@ class CandidateGenerator:
         times = df["timestamp"].to_numpy(np.int64)
         order = np.argsort(times, kind="stable")
         self._log = (items[order], times[order])
+        self._popularity = None
+        self._popularity_model()
         return self
+
+    def _popularity_model(self) -> DecayedPopularity:
+        """The log's popularity counts, rebuilt only when the half-life or the log changed."""
+        hl = self.config.pop_half_life_days
+        pop = self._popularity
+        if pop is None or pop.half_life_days != float(hl) or pop.n_items != self.n_items:
+            items, times = self._log
+            pop = DecayedPopularity(
+                items, times, self.n_items, half_life_days=hl, assume_sorted=True
+            )
+            self._popularity = pop
+        return pop
 
     def with_index(self, index: ItemIndex) -> CandidateGenerator:
         """A generator sharing this one's fitted models but reading vectors from `index`."""
@@ -159,8 +176,14 @@ class CandidateGenerator:
             keep = cols >= 0
             out[:, cols[keep]] = s[:, keep]
             return out
+        # ids and scores are all a source needs: no metadata read per hit (docs/scale.md)
+        bare = {"include_metadata": False} if isinstance(self.index, VectorStore) else {}
         hits = self.index.query(
-            space, vectors, n=self.config.content_pool, exclude_ids=sorted(set().union(*exclude))
+            space,
+            vectors,
+            n=self.config.content_pool,
+            exclude_ids=sorted(set().union(*exclude)),
+            **bare,
         )
         for r, row in enumerate(hits):
             for hit in row:
@@ -203,18 +226,10 @@ class CandidateGenerator:
                     s = self.models[name].score(self._weights_matrix(histories, hl, last_n))
                     s[~has_hist] = np.nan
                     out[name] = s
-        items, times = self._log
-        latest = int(times.max()) if len(times) else 0
-        at = np.array([h.last_time or latest for h in histories], dtype=np.int64)
         with clock("popularity"):
-            out["popularity"] = time_decayed_popularity(
-                items,
-                times,
-                at,
-                self.n_items,
-                half_life_days=cfg.pop_half_life_days,
-                assume_sorted=True,
-            )
+            pop = self._popularity_model()
+            at = np.array([h.last_time or pop.latest for h in histories], dtype=np.int64)
+            out["popularity"] = pop.at(at)
         excl = [h.seen for h in histories]
         for space in self.content_spaces:
             if self.index.has(space):
@@ -291,7 +306,8 @@ class CandidateGenerator:
             and no request, the time-decayed popularity order.
         """
         h = history or History()
-        h = History(h.item_ids, h.ratings, h.timestamps, list(h.disliked) + list(exclude))
+        # excluded ids are hidden, not disliked: a filter is not a taste (profiles.History)
+        h = History(h.item_ids, h.ratings, h.timestamps, h.disliked, [*h.hidden, *exclude])
         raw = self.score_sources([h], queries=[query])
         seen = self.seen_mask([h])
         weights = dict(self.config.weights)

@@ -14,7 +14,6 @@ w_m * a_h * (v_m(h) . v_m) / ||sum_h a_h v_m(h)||. Those terms are what explanat
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -99,13 +98,18 @@ def normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
         scores: `(m, n)` raw source scores, NaN where not retrieved.
         seen: `(m, n)` bool mask of items excluded from the ranking.
     """
-    s = np.where(seen, np.nan, scores.astype(np.float64))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: source absent for that user
-        lo = np.nanmin(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
-        hi = np.nanmax(np.where(np.isfinite(s), s, np.nan), axis=1, keepdims=True)
-        out = (s - lo) / (hi - lo)
-    return np.nan_to_num(np.where(np.isfinite(out), out, 0.0), nan=0.0)
+    # in place on one float64 copy: 3-4x fewer passes than temporaries (1M items: docs/scale.md)
+    shape = np.broadcast_shapes(np.shape(scores), np.shape(seen))
+    s = np.array(np.broadcast_to(scores, shape), dtype=np.float64)  # a copy
+    s[np.broadcast_to(seen, shape)] = np.nan
+    s[np.isinf(s)] = np.nan  # +-inf count as not retrieved, like NaN
+    with np.errstate(all="ignore"):
+        lo = np.fmin.reduce(s, axis=1, keepdims=True)  # skips NaN; NaN for an all-NaN row
+        hi = np.fmax.reduce(s, axis=1, keepdims=True)
+        s -= lo
+        s /= hi - lo
+    s[~np.isfinite(s)] = 0.0  # not retrieved, seen, constant or absent rows -> 0
+    return s
 
 
 def merge_scores(

@@ -27,6 +27,8 @@ SPACES = ("text", "image", "audio", "image-text", "audio-text")
 # less). Chroma applies a changed value to existing collections only through `modify`.
 HNSW_SEARCH_EF = 256
 HNSW_CONSTRUCTION_EF = 128
+# ids per Chroma upsert call when the client cannot say its limit (Chroma's own is 5,461)
+UPSERT_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,20 @@ class VectorStore:
         metas = [
             _clean_meta(m) | {"id": i} for i, m in zip(ids, metadatas, strict=True)
         ]  # never empty
-        col.upsert(ids=list(ids), embeddings=vectors, metadatas=metas)
+        # Chroma refuses a call over its max batch size (5,461 here); split rather than fail
+        step = self._max_batch()
+        for a in range(0, len(ids), step):
+            col.upsert(
+                ids=list(ids[a : a + step]),
+                embeddings=vectors[a : a + step],
+                metadatas=metas[a : a + step],
+            )
+
+    def _max_batch(self) -> int:
+        try:
+            return max(1, int(self._client.get_max_batch_size()))
+        except Exception:  # an older server without the endpoint
+            return UPSERT_BATCH
 
     def get(
         self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
@@ -214,26 +229,32 @@ class VectorStore:
         *,
         n: int = 50,
         exclude_ids: Sequence[str] = (),
+        include_metadata: bool = True,
     ) -> list[list[Hit]]:
-        """Nearest items per query vector; `exclude_ids` never appear (over-fetch then filter)."""
-        if not self.has(space):
-            return [[] for _ in range(len(np.atleast_2d(vectors)))]
+        """Nearest items per query vector; `exclude_ids` never appear (over-fetch then filter).
+
+        `include_metadata=False` returns ids and scores only (empty `Hit.metadata`): candidate
+        generation needs no more, and reading 300 rows of metadata from SQLite cost ~6x the
+        HNSW search itself (docs/scale.md).
+        """
+        m = len(np.atleast_2d(vectors))
+        if n <= 0 or not self.has(space):
+            return [[] for _ in range(m)]
         col = self.collection(space)
-        total = col.count()
         excluded = set(exclude_ids)
-        k = min(total, n + len(excluded))
-        if k == 0:
-            return [[] for _ in range(len(np.atleast_2d(vectors)))]
+        # Chroma returns fewer than n_results when the collection is smaller: no count() needed
         res = col.query(
             query_embeddings=np.atleast_2d(np.asarray(vectors, dtype=np.float32)),
-            n_results=k,
-            include=["metadatas", "distances"],
+            n_results=n + len(excluded),
+            include=["metadatas", "distances"] if include_metadata else ["distances"],
         )
+        metas = res.get("metadatas") or [None] * len(res["ids"])
         out: list[list[Hit]] = []
-        for ids, dists, metas in zip(res["ids"], res["distances"], res["metadatas"], strict=True):
+        for ids, dists, row in zip(res["ids"], res["distances"], metas, strict=True):
+            row = row or [None] * len(ids)
             hits = [
-                Hit(i, 1.0 - float(d), dict(m or {}))
-                for i, d, m in zip(ids, dists, metas, strict=True)
+                Hit(i, 1.0 - float(d), dict(md or {}))
+                for i, d, md in zip(ids, dists, row, strict=True)
                 if i not in excluded
             ]
             out.append(hits[:n])

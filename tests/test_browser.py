@@ -222,6 +222,24 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, encoders: object):  # type
         proc.kill()
 
 
+def _slow_machine_timeouts() -> None:
+    """Playwright's `expect` waits 5 s by default; a shared 2-core CI machine can take longer
+    to render a Gradio update, so every wait here allows 60 s (a real failure still fails)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)
+
+
+def _card_titles_with(page, word: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The card titles once a card names `word` (the chat can render before the cards)."""
+    deadline = time.monotonic() + 60
+    titles = _card_titles(page)
+    while not any(word in t.lower() for t in titles) and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        titles = _card_titles(page)
+    return titles
+
+
 def _card_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
     titles = []
     for n in range(10):
@@ -235,6 +253,8 @@ def _card_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make setup-system)")
 def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
+
+    _slow_machine_timeouts()
 
     shots = Path(os.environ.get("FUSIONREC_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -307,6 +327,8 @@ def test_catalogue_markup_stays_text_in_chat_and_why(app_url: str, tmp_path: Pat
     """Titles with Markdown images/links and HTML: no request leaves, no link, no heading."""
     from playwright.sync_api import expect, sync_playwright
 
+    _slow_machine_timeouts()
+
     upload = tmp_path / "prizes.jsonl"
     upload.write_text(
         "".join(
@@ -341,7 +363,7 @@ def test_catalogue_markup_stays_text_in_chat_and_why(app_url: str, tmp_path: Pat
         assert chat.locator("h1, img[src*='127.0.0.1:9/'], a[href*='127.0.0.1:9/']").count() == 0
 
         # the Why panel of a hostile card: the explanation quotes the title as text too
-        titles = _card_titles(page)
+        titles = _card_titles_with(page, "prize")
         slot = next(n for n, t in enumerate(titles) if "prize" in t.lower())
         page.locator(f"#why-{slot}").click()
         why = page.locator("#fr-why-text")

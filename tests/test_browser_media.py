@@ -29,7 +29,14 @@ from typing import Any
 
 import pytest
 
-from tests.test_browser import CHROME_ARGS, CHROMIUM, _card_titles, free_port, serve
+from tests.test_browser import (
+    CHROME_ARGS,
+    CHROMIUM,
+    _card_titles,
+    _slow_machine_timeouts,
+    free_port,
+    serve,
+)
 
 # (source, category or None = any, subcategory or None = any) -> rows kept, in id order
 SUBSET: tuple[tuple[tuple[str, str | None, str | None], int], ...] = (
@@ -178,6 +185,7 @@ def _has_picture(page: Any, n: int) -> bool:
 def test_three_journeys_on_the_media_demo(media_app: dict[str, Any], tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    _slow_machine_timeouts()
     info = media_app
     shots_dir = Path(os.environ.get("FUSIONREC_SCREENSHOTS") or tmp_path / "screenshots")
     shots_dir.mkdir(parents=True, exist_ok=True)
