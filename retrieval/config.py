@@ -37,6 +37,9 @@ class StoreConfig:
     host: str | None = None  # set to use chromadb.HttpClient against `chroma run` instead
     port: int = 8000  # HttpClient port
     collection_prefix: str = "fusionrec"  # collections are <prefix>-<modality>
+    # HNSW search breadth of new collections: 256 recalls 0.99 of the exact top-50 up to 100k
+    # items; at 1M it recalls 0.49 and 4096 is needed for 0.99 (p99 37 ms; docs/scale.md)
+    search_ef: int = 256
 
 
 @dataclass(frozen=True)

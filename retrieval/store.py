@@ -67,9 +67,12 @@ class VectorStore:
         prefix: collection names are `<prefix>-<space>`.
     """
 
-    def __init__(self, client: Any, *, prefix: str = "fusionrec") -> None:
+    def __init__(
+        self, client: Any, *, prefix: str = "fusionrec", search_ef: int = HNSW_SEARCH_EF
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        self._search_ef = int(search_ef)
         self._collections: dict[str, Any] = {}
 
     @classmethod
@@ -80,6 +83,7 @@ class VectorStore:
         host: str | None = None,
         port: int = 8000,
         prefix: str = "fusionrec",
+        search_ef: int = HNSW_SEARCH_EF,
     ) -> VectorStore:
         """Embedded store at `path`, or a `chroma run` server when `host` is given."""
         os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -101,7 +105,7 @@ class VectorStore:
         except Exception as e:
             where = f"{host}:{port}" if host else str(path)
             raise StoreError(f"cannot open vector store at {where}: {e}") from e
-        return cls(client, prefix=prefix)
+        return cls(client, prefix=prefix, search_ef=search_ef)
 
     @classmethod
     def from_config(cls, config: Any) -> VectorStore:
@@ -111,6 +115,7 @@ class VectorStore:
             host=config.store.host,
             port=config.store.port,
             prefix=config.store.collection_prefix,
+            search_ef=config.store.search_ef,
         )
 
     @property
@@ -139,10 +144,9 @@ class VectorStore:
         name = self._name(space)
         col = self._collections.get(name)
         if col is None:
-            # search_ef 128: Chroma's default (10) recalls only ~0.66 of exact top-50 at 100k items
-            meta = {
+            meta = {  # search_ef: [store] search_ef (HNSW_SEARCH_EF above; docs/scale.md)
                 "hnsw:space": "cosine",
-                "hnsw:search_ef": HNSW_SEARCH_EF,
+                "hnsw:search_ef": self._search_ef,
                 "hnsw:construction_ef": HNSW_CONSTRUCTION_EF,
             }
             if encoder_config is not None:
