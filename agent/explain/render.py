@@ -23,6 +23,16 @@ MAX_BRIEF_HISTORY = 2  # history items in the LLM's brief view of the evidence
 # Labels too broad to say what was seen or heard; a template naming one label picks another.
 GENERIC_LABELS = frozenset({"Music", "Speech", "Silence", "Sound effect", "Inside, small room"})
 MAX_LABELS = 3  # encoder labels per modality shown (best first); ingest keeps up to 5
+# a label the encoder gave less than this is a guess: shown to the LLM or cited by the template
+# it misleads ("a bat's picture shows an assault rifle (0.08)"). The check still accepts it
+# when quoted, since the encoder did report it.
+MIN_LABEL_PROB = 0.2
+
+
+def _sure_labels(ev: Evidence, modality: str) -> list[str]:
+    """The modality's labels worth citing: probability >= MIN_LABEL_PROB, or unknown."""
+    scores = ev.label_scores.get(modality, {})
+    return [lb for lb in ev.labels.get(modality, []) if scores.get(lb, 1.0) >= MIN_LABEL_PROB]
 
 
 def _phrases(name: str, folder: Any = None) -> dict[str, str]:
@@ -180,7 +190,8 @@ class EvidenceRenderer:
         if tags:
             lines.append(f["item_tags"].format(tags=plain(", ".join(tags))))
         for m in ev.labels:
-            lines.append(self._seen(ev, m, f, f"labels_{m}"))
+            if _sure_labels(ev, m):
+                lines.append(self._seen(ev, m, f, f"labels_{m}"))
         if ev.disliked_tags:
             lines.append(f["disliked_tags"].format(tags=plain(", ".join(ev.disliked_tags))))
         if ev.request:
@@ -207,7 +218,7 @@ class EvidenceRenderer:
         """What an encoder saw or heard in the item: its labels, each as one quoted piece
         (ImageNet/AudioSet labels hold commas: "Beep, bleep") with its probability."""
         scores = ev.label_scores.get(modality, {})
-        labels = ev.labels[modality]
+        labels = _sure_labels(ev, modality)
         if limit < len(labels):  # fewer than all: the specific ones first ("Piano" > "Music")
             labels = sorted(labels, key=lambda lb: lb in GENERIC_LABELS)
         shown = []
@@ -273,9 +284,8 @@ class EvidenceRenderer:
         extras: list[str] = []
         if ev.request and ev.request_score is not None and leads:
             extras.append(t["request"].format(request=ev.request, score=_num(ev.request_score)))
-        seen = [  # what the encoders saw and heard in the item itself
-            self._seen(ev, m, t, f"seen_{m}", limit=1) for m in ev.labels
-        ]
+        seen_in = [m for m in ev.labels if _sure_labels(ev, m)]
+        seen = [self._seen(ev, m, t, f"seen_{m}", limit=1) for m in seen_in]  # in the item itself
         n_before = len(extras)
         heard_matched = False
         for m in ("image", "audio"):
@@ -289,7 +299,7 @@ class EvidenceRenderer:
             else:
                 extras.append(t[m].format(title=link.title))
         if heard_matched:  # "its sound is tagged X, like items you liked" says it already
-            seen = [s for s, m in zip(seen, ev.labels, strict=True) if m != "audio"]
+            seen = [s for s, m in zip(seen, seen_in, strict=True) if m != "audio"]
         extras[n_before:n_before] = seen
         if ev.co_liked:
             _, title, n = ev.co_liked[0]

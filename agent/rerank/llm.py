@@ -197,6 +197,12 @@ class _LLMReranker:
         self.short_titles = short_titles
         self.system = load_prompt(system_prompt).render()
 
+    def _ensure_loaded(self) -> None:
+        """Load the model now if it is lazy (`LazyLLM.get`) or not built yet."""
+        get = getattr(self.llm, "get", None)
+        if callable(get):
+            get()
+
     @property
     def llm(self) -> LLM:
         """The LLM, loaded on first access (raises ModelLoadError if it cannot be)."""
@@ -238,9 +244,12 @@ class _LLMReranker:
         cands = dedupe(candidates)
         if len(cands) < 2:
             return retriever_order(cands, name=self.name, top_k=top_k)
-        budget = Budget(self.time_budget_s)
         a = self.alpha if alpha is None else alpha
         try:
+            # a one-time model load is not this request's reading pace: load first, then start
+            # the budget's clock (else the first request after start-up always fell back)
+            self._ensure_loaded()
+            budget = Budget(self.time_budget_s)
             llm_scores, tokens = self._scores(user, cands, as_item_map(items), budget)
         except BudgetExceeded as e:
             elapsed = time.perf_counter() - start

@@ -202,6 +202,23 @@ def test_time_budget_is_per_request_under_concurrency(tiny) -> None:  # type: ig
     assert sorted(out["fast"].item_ids()) == sorted(c.item_id for c in cands)
 
 
+def test_model_load_does_not_count_against_the_first_requests_budget(tiny) -> None:  # type: ignore[no-untyped-def]
+    """The app loads the LLM lazily inside the first request; a load slower than the budget
+    must not make that request fall back (it did: the first answer after start-up was never
+    LLM-scored, bench.first_answer)."""
+    from agent.llm.lazy import LazyLLM
+
+    def slow_load():  # type: ignore[no-untyped-def]
+        time.sleep(1.2)
+        return tiny
+
+    rr = create_reranker(
+        "llm-pointwise", llm=LazyLLM("tiny", "transformers", slow_load), time_budget_s=1.0
+    )
+    out = rr.rank(USER, candidates(["6", "3", "4", "5", "7"]), ITEMS)
+    assert out.fallback_reason is None and out.reranker == "llm-pointwise"
+
+
 def test_missing_llm_falls_back_and_says_so(tmp_path: Path) -> None:
     rr = create_reranker("llm-pointwise", model=str(tmp_path / "no-model"))
     out = rr.rank(USER, candidates(["4", "3"]), ITEMS)
