@@ -138,6 +138,9 @@ MEDIA_REQUESTS = (
     "a picture of an animal",
     "upbeat music",
 )
+# `--split tune` with `--config`: other requests, for changing prompts without touching the
+# reported ones above
+MEDIA_TUNE_REQUESTS = ("relaxing music", "a photo of a farm animal", "a happy song")
 
 
 def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -169,7 +172,7 @@ def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
     for persona in chosen:
         if args.max_seconds is not None and time.perf_counter() - started > args.max_seconds:
             break
-        for request in MEDIA_REQUESTS:
+        for request in MEDIA_TUNE_REQUESTS if args.split == "tune" else MEDIA_REQUESTS:
             result = agent.recommend(persona["id"], k=args.k, query=request)
             for rec in result.items:
                 ev = agent.evidence(persona["id"], rec.item.id)
@@ -220,7 +223,8 @@ def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
             + " ".join(argv if argv is not None else sys.argv[1:]),
         },
     )
-    summary["dataset"] = "media demo personas x " + ", ".join(map(repr, MEDIA_REQUESTS))
+    asked = MEDIA_TUNE_REQUESTS if args.split == "tune" else MEDIA_REQUESTS
+    summary["dataset"] = "media demo personas x " + ", ".join(map(repr, asked))
     summary["share_citing_labels"] = sum(r["cites_labels"] for r in records) / len(records)
     summary["share_with_labels"] = sum(
         "Its picture shows" in r["evidence"] or "Its sound was tagged" in r["evidence"]

@@ -162,6 +162,7 @@ class Explainer:
             item=f'"{plain(ev.title)}"',
             status="recommended to you" if ev.rank else "not recommended to you",
             evidence=self.renderer.render_evidence(ev, brief=True),
+            example=self.renderer.style_example(ev),
         )
 
     def check(self, text: str, ev: Evidence, *, rendered: str | None = None) -> FaithfulnessResult:

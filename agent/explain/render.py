@@ -84,6 +84,7 @@ class EvidenceRenderer:
         self.min_share = min_share
         self._facts = _phrases("explain_facts", prompts_folder)
         self._tpl = _phrases("explain_template", prompts_folder)
+        self._examples = _phrases("explain_examples", prompts_folder)
 
     def _modality(self, m: str) -> str:
         return self._facts.get(f"modality_{m}", m)
@@ -122,6 +123,26 @@ class EvidenceRenderer:
                 seen.add(link.item_id)
                 out.append(link)
         return out
+
+    def style_example(self, ev: Evidence) -> str:
+        """Two example sentences shaped like the strongest evidence at hand (history, else the
+        request), then what the encoders saw or a co-like: the model copies the example's
+        shape, so it must be one the facts can fill (prompts/explain_examples.txt)."""
+        x = self._examples
+        leads = self._lead_links(ev)
+        if leads:
+            first = x["rated"] if leads[0].rating is not None else x["liked"]
+        elif ev.request:
+            first = x["request"]
+        else:
+            first = x["rated"]
+        second = ""
+        if any(n >= 2 for _, _, n in ev.co_liked[:1]):
+            second = x["co_liked"]
+        else:
+            seen = next((m for m in ("image", "audio") if _sure_labels(ev, m)), None)
+            second = x[f"seen_{seen}"] if seen else ""
+        return f"{first} {second}".strip()
 
     def render_evidence(self, ev: Evidence, *, status: bool = True, brief: bool = False) -> str:
         """The evidence lines: the only source of citable numbers.

@@ -233,3 +233,13 @@ def test_a_label_that_is_also_the_title_is_read_as_a_label() -> None:
     ev.title = "Tabby"  # the item's own title, masked in the text, is also in its label
     result = explainer.check('Its picture shows "tabby, tabby cat" (0.62).', ev)
     assert result.ok, result.reason
+
+
+def test_the_prompts_style_example_fits_the_evidence() -> None:
+    """A cold user's request gets an example about the request and what was seen, never one
+    about a rating they never gave (the 1.5B copied that shape and invented ratings)."""
+    explainer, ev = _media_evidence()
+    prompt = explainer.render_prompt(ev)
+    example = prompt.rsplit("Example of the style:", 1)[1]
+    assert "matches your request" in example and "picture shows" in example
+    assert "rated" not in example and "users who liked" not in example
