@@ -42,8 +42,14 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"\u201d')]*\s+(?=[\"\u201c(]?[A-Z0-9#])
 _PREAMBLE = re.compile(r"^\s*(?:explanation|answer|response|sentences?)\s*:\s*", re.I)
 
 
+# the prompt's style example marks what comes from the facts with <...>; a small model copies
+# the brackets around the fact it fills in ('"<Music>"', "<1> users"): drop them, keep the fact
+_COPIED_BRACKETS = re.compile(r"<([^<>\n]{1,80})>")
+
+
 def _clean(text: str) -> str:
     text = _PREAMBLE.sub("", ITEM_TAG.sub("", text))
+    text = _COPIED_BRACKETS.sub(r"\1", text)
     return " ".join(text.replace("**", "").split())
 
 

@@ -243,3 +243,14 @@ def test_the_prompts_style_example_fits_the_evidence() -> None:
     example = prompt.rsplit("Example of the style:", 1)[1]
     assert "matches your request" in example and "picture shows" in example
     assert "rated" not in example and "users who liked" not in example
+
+
+def test_brackets_copied_from_the_example_are_dropped_not_the_fact() -> None:
+    from agent.explain.explainer import _clean
+
+    explainer, ev = _media_evidence()
+    raw = 'It matches your request "<a calm cat>". Its picture shows "<tabby, tabby cat>".'
+    text = _clean(raw)
+    assert text == 'It matches your request "a calm cat". Its picture shows "tabby, tabby cat".'
+    assert explainer.check(text, ev).ok, explainer.check(text, ev).reason
+    assert not explainer.check(_clean('Its picture shows "<a golden retriever>".'), ev).ok
