@@ -237,24 +237,30 @@ class RecommendationAgent:
         Relevance keeps `final`'s order and the retriever's score gaps: the i-th item gets the
         i-th highest retriever score of the pool (the LLM-fused head and the retriever tail have
         scores on different scales), so a clear favourite is not traded for variety.
-        Similarity is `retrieval.diversity.fused_similarity`.
+        Similarity is `similarity`.
         """
-        from retrieval.diversity import fused_similarity, mmr_order
+        from retrieval.diversity import mmr_order
 
         cfg = self.config.diversity
         pool = final[: max(k, cfg.pool)]
         if cfg.weight <= 0 or len(pool) < 2:
             return final
-        ids = [c.item_id for c, _, _ in pool]
-        vectors: dict[str, dict[str, np.ndarray]] = {}
-        for space in ("text", "image", "audio"):
-            got, vecs, _ = self.store.get(space, ids)
-            vectors[space] = dict(zip(got, vecs, strict=False))
-        sim = fused_similarity(ids, vectors, dataclasses.asdict(self.config.fusion))
+        sim = self.similarity([c.item_id for c, _, _ in pool])
         relevance = np.sort(np.asarray([c.score for c, _, _ in pool], dtype=np.float64))[::-1]
         picked = mmr_order(relevance, sim, cfg.weight, k)
         chosen = set(picked)
         return [pool[j] for j in picked] + [e for n, e in enumerate(final) if n not in chosen]
+
+    def similarity(self, ids: list[str]) -> np.ndarray:
+        """`(n, n)` similarity of stored items: their vectors' cosine per space, averaged with
+        the `[fusion]` weights over the spaces both have (`retrieval.diversity`)."""
+        from retrieval.diversity import fused_similarity
+
+        vectors: dict[str, dict[str, np.ndarray]] = {}
+        for space in ("text", "image", "audio"):
+            got, vecs, _ = self.store.get(space, ids)
+            vectors[space] = dict(zip(got, vecs, strict=False))
+        return fused_similarity(ids, vectors, dataclasses.asdict(self.config.fusion))
 
     def explain(self, user_id: str, item_id: str) -> Explanation:
         """Why this item for this user, from evidence only (works for items not recommended)."""

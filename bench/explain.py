@@ -41,6 +41,7 @@ import numpy as np  # noqa: E402
 from agent.explain.evidence import CoLikes, build_evidence, history_entries  # noqa: E402
 from agent.explain.explainer import Explainer  # noqa: E402
 from agent.explain.faithfulness import RULES  # noqa: E402
+from agent.llm.base import LLM  # noqa: E402
 from agent.streams import drain  # noqa: E402
 from evaluation.retrieval import split_leave_last_out  # noqa: E402
 from retrieval.candidates import CandidateGenerator, NumpyIndex  # noqa: E402
@@ -143,6 +144,24 @@ MEDIA_REQUESTS = (
 MEDIA_TUNE_REQUESTS = ("relaxing music", "a photo of a farm animal", "a happy song")
 
 
+def _load_llm(args: argparse.Namespace) -> LLM | None:
+    """The LLM `--model` names on the CPU (None for `--model none`: template only)."""
+    if args.model == "none":
+        return None
+    from agent.llm import load_llm
+
+    t0 = time.perf_counter()
+    llm = load_llm(
+        args.model,
+        backend=args.backend,
+        device="cpu",
+        num_threads=args.threads,
+        dtype=args.dtype,
+    )
+    print(f"loaded {args.model} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return llm
+
+
 def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Explain each demo persona's top-k, plain and for `MEDIA_REQUESTS`, through the agent's
     own evidence (what the encoders saw and heard, with probabilities, and the request)."""
@@ -154,18 +173,7 @@ def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
     t0 = time.perf_counter()
     agent = RecommendationAgent.from_config(cfg)
     print(f"setup {time.perf_counter() - t0:.1f}s: {len(agent.items)} items", file=sys.stderr)
-    llm = None
-    if args.model != "none":
-        from agent.llm import load_llm
-
-        llm = load_llm(
-            args.model,
-            backend=args.backend,
-            device="cpu",
-            num_threads=args.threads,
-            dtype=args.dtype,
-        )
-    explainer = Explainer(llm, items=agent.items, max_new_tokens=args.max_new_tokens)
+    explainer = Explainer(_load_llm(args), items=agent.items, max_new_tokens=args.max_new_tokens)
     records = []
     started = time.perf_counter()
     chosen = personas[: args.limit]
@@ -317,20 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
-    llm = None
-    if args.model != "none":
-        from agent.llm import load_llm
-
-        t0 = time.perf_counter()
-        llm = load_llm(
-            args.model,
-            backend=args.backend,
-            device="cpu",
-            num_threads=args.threads,
-            dtype=args.dtype,
-        )
-        print(f"loaded {args.model} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    explainer = Explainer(llm, items=items, max_new_tokens=args.max_new_tokens)
+    explainer = Explainer(_load_llm(args), items=items, max_new_tokens=args.max_new_tokens)
 
     chosen = sample_users(users, args.users, split=args.split)[: args.limit]
     if args.shard:

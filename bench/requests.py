@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.datasets.media.build import MOOD_CLASSES
+
 logger = logging.getLogger(__name__)
 
 TOP_K = 10  # NDCG cut-off and the list checked for violations
@@ -52,14 +54,6 @@ P_K = 5  # precision cut-off
 RETRIEVE = 50  # items asked from the agent per request (the condensed list is cut from these)
 BOOTSTRAP = 10_000  # paired bootstrap resamples
 SEED = 0
-MEASURED_MOOD_TAGS = (  # YAMNet classes the catalogue build may add as tags (measured)
-    "Happy music",
-    "Tender music",
-    "Sad music",
-    "Exciting music",
-    "Angry music",
-    "Scary music",
-)
 
 
 @dataclass(frozen=True)
@@ -374,7 +368,7 @@ def check_withheld(items: Mapping[str, Any], labels: Mapping[str, Mapping[str, A
             continue
         # YAMNet's mood classes ("Tender music") are measured from the audio by the system
         # itself: they are allowed to name a mood, so they are left out of this check
-        measured = {m.lower() for m in MEASURED_MOOD_TAGS}
+        measured = {m.lower() for m in MOOD_CLASSES}  # tags the build measured
         every = json.dumps(
             [
                 item.id,
@@ -430,16 +424,11 @@ def parse_request(agent: Any, text: str) -> Any:
 
 
 def ild(agent: Any, ids: Sequence[str]) -> float:
-    """Intra-list diversity of a shown list: mean 1 - fused cosine over pairs (the product's
-    own notion of alike, `retrieval.diversity.fused_similarity`)."""
-    from retrieval.diversity import fused_similarity, intra_list_diversity
+    """Intra-list diversity of a shown list: mean 1 - similarity over pairs, with the product's
+    own notion of alike (`RecommendationAgent.similarity`)."""
+    from retrieval.diversity import intra_list_diversity
 
-    vectors = {}
-    for space in ("text", "image", "audio"):
-        got, vecs, _ = agent.store.get(space, list(ids))
-        vectors[space] = dict(zip(got, vecs, strict=False))
-    weights = dataclasses.asdict(agent.config.fusion)
-    return round(intra_list_diversity(fused_similarity(list(ids), vectors, weights)), 4)
+    return round(intra_list_diversity(agent.similarity(list(ids))), 4)
 
 
 def _has(agent: Any) -> dict[str, dict[str, bool]]:

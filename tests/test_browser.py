@@ -240,6 +240,16 @@ def _card_titles_with(page, word: str) -> list[str]:  # type: ignore[no-untyped-
     return titles
 
 
+def _pick_user(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Choose (or type in) a user in the picker and wait until the page says so."""
+    from playwright.sync_api import expect
+
+    picker = page.locator("#fr-user input")
+    picker.fill(name)
+    picker.press("Enter")
+    expect(page.locator("#fr-status")).to_contain_text(name)
+
+
 def _card_titles(page) -> list[str]:  # type: ignore[no-untyped-def]
     titles = []
     for n in range(10):
@@ -266,10 +276,7 @@ def test_chat_why_like_and_upload_in_a_real_browser(app_url: str, tmp_path: Path
         expect(page.locator("#fr-status")).to_contain_text("Chatting as")
 
         # The user picker: alice has a history (astronaut, rocket).
-        picker = page.locator("#fr-user input")
-        picker.fill("alice")
-        picker.press("Enter")
-        expect(page.locator("#fr-status")).to_contain_text("alice")
+        _pick_user(page, "alice")
 
         # Ask in the chat; the reply streams in and the cards appear.
         page.locator("#fr-input textarea").fill("recommend something about space")
@@ -349,10 +356,7 @@ def test_catalogue_markup_stays_text_in_chat_and_why(app_url: str, tmp_path: Pat
         page.locator("#fr-ingest").click()
         expect(page.locator("#fr-report")).to_contain_text("added 3", timeout=60_000)
 
-        picker = page.locator("#fr-user input")
-        picker.fill("mallory")
-        picker.press("Enter")
-        expect(page.locator("#fr-status")).to_contain_text("mallory")
+        _pick_user(page, "mallory")
         page.locator("#fr-input textarea").fill("recommend a prize to claim")
         page.locator("#fr-input textarea").press("Enter")
         chat = page.locator("#fr-chat")

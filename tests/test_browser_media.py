@@ -33,6 +33,7 @@ from tests.test_browser import (
     CHROME_ARGS,
     CHROMIUM,
     _card_titles,
+    _pick_user,
     _slow_machine_timeouts,
     free_port,
     serve,
@@ -163,15 +164,6 @@ def _wait_media(page: Any, n: int) -> None:
     page.wait_for_function(
         "n => [...document.querySelectorAll(`#card-${n} img`)].every(i => i.complete)", arg=n
     )
-
-
-def _pick_user(page: Any, text: str) -> None:
-    from playwright.sync_api import expect
-
-    picker = page.locator("#fr-user input")
-    picker.fill(text)
-    picker.press("Enter")
-    expect(page.locator("#fr-status")).to_contain_text(text)
 
 
 def _has_player(page: Any, n: int) -> bool:
