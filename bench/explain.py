@@ -31,6 +31,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,6 +43,7 @@ from agent.explain.evidence import CoLikes, build_evidence, history_entries  # n
 from agent.explain.explainer import Explainer  # noqa: E402
 from agent.explain.faithfulness import RULES  # noqa: E402
 from agent.llm.base import LLM  # noqa: E402
+from agent.records import Evidence  # noqa: E402
 from agent.streams import drain  # noqa: E402
 from evaluation.retrieval import split_leave_last_out  # noqa: E402
 from retrieval.candidates import CandidateGenerator, NumpyIndex  # noqa: E402
@@ -144,6 +146,29 @@ MEDIA_REQUESTS = (
 MEDIA_TUNE_REQUESTS = ("relaxing music", "a photo of a farm animal", "a happy song")
 
 
+def _explained(
+    explainer: Explainer, ev: Evidence, user: str, item_id: str, rank: int | None
+) -> dict[str, Any]:
+    """Explain `ev` streamed as the app does (it stops at a rejection) and the record of it:
+    which path the user saw, the text, a rejected LLM text and why, and the seconds."""
+    start = time.perf_counter()
+    exp = drain(explainer.stream(ev))
+    latency = time.perf_counter() - start
+    return {
+        "user": user,
+        "item": item_id,
+        "title": ev.title,
+        "rank": rank,
+        "path": exp.path,
+        "text": exp.text,
+        "rejected": exp.rejected,
+        "reason": exp.reason,
+        "final_ok": explainer.check(exp.text, ev).ok,
+        "latency_s": latency,
+        "evidence": explainer.render_evidence(ev),
+    } | ({"rule": exp.rule} if exp.rejected else {})
+
+
 def _load_llm(args: argparse.Namespace) -> LLM | None:
     """The LLM `--model` names on the CPU (None for `--model none`: template only)."""
     if args.model == "none":
@@ -184,36 +209,18 @@ def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
             result = agent.recommend(persona["id"], k=args.k, query=request)
             for rec in result.items:
                 ev = agent.evidence(persona["id"], rec.item.id)
-                start = time.perf_counter()
-                exp = drain(explainer.stream(ev))
-                latency = time.perf_counter() - start
-                final_ok = explainer.check(exp.text, ev).ok
+                record = _explained(explainer, ev, persona["id"], rec.item.id, rec.rank)
+                record["request"] = request
+                record["cites_labels"] = any(
+                    lb.split(",")[0].casefold() in record["text"].casefold()
+                    for names in ev.labels.values()
+                    for lb in names
+                )
                 print(
-                    f"  {persona['id']} {request!r} #{rec.rank} {exp.path}: {exp.text}",
+                    f"  {persona['id']} {request!r} #{rec.rank} {record['path']}: {record['text']}",
                     file=sys.stderr,
                 )
-                records.append(
-                    {
-                        "user": persona["id"],
-                        "request": request,
-                        "item": rec.item.id,
-                        "title": ev.title,
-                        "rank": rec.rank,
-                        "path": exp.path,
-                        "text": exp.text,
-                        "rejected": exp.rejected,
-                        "reason": exp.reason,
-                        "final_ok": final_ok,
-                        "latency_s": latency,
-                        "cites_labels": any(
-                            lb.split(",")[0].casefold() in exp.text.casefold()
-                            for names in ev.labels.values()
-                            for lb in names
-                        ),
-                        "evidence": explainer.render_evidence(ev),
-                    }
-                    | ({"rule": exp.rule} if exp.rejected else {})
-                )
+                records.append(record)
     summary = summarise(
         records,
         {
@@ -359,33 +366,18 @@ def main(argv: list[str] | None = None) -> int:
                 candidate=cand,
                 rank=rank,
             )
-            start = time.perf_counter()
-            exp = drain(explainer.stream(ev))  # streamed as the app does: stops at a rejection
-            latency = time.perf_counter() - start
-            final_ok = explainer.check(exp.text, ev).ok
+            record = _explained(explainer, ev, str(user), item_id, rank)
+            latency = record["latency_s"]
             print(
-                f"  #{rank} {item_id} {exp.path} {latency:.1f}s"
+                f"  #{rank} {item_id} {record['path']} {latency:.1f}s"
                 + (
-                    f" rejected ({exp.reason}): {exp.rejected}" if exp.rejected else f": {exp.text}"
+                    f" rejected ({record['reason']}): {record['rejected']}"
+                    if record["rejected"]
+                    else f": {record['text']}"
                 ),
                 file=sys.stderr,
             )
-            records.append(
-                {
-                    "user": str(user),
-                    "item": item_id,
-                    "title": ev.title,
-                    "rank": rank,
-                    "path": exp.path,
-                    "text": exp.text,
-                    "rejected": exp.rejected,
-                    "reason": exp.reason,
-                    "final_ok": final_ok,
-                    "latency_s": latency,
-                    "evidence": explainer.render_evidence(ev),
-                }
-                | ({"rule": exp.rule} if exp.rejected else {})
-            )
+            records.append(record)
         print(f"user {n_user}/{len(chosen)} done; last latency {latency:.1f}s", file=sys.stderr)
 
     summary = summarise(
