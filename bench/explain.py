@@ -169,6 +169,30 @@ def _explained(
     } | ({"rule": exp.rule} if exp.rejected else {})
 
 
+def _run_info(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    explainer: Explainer,
+    users: int,
+    requested: int,
+) -> dict[str, Any]:
+    """What a report says about its own run: model, settings, users and the command."""
+    return {
+        "model": args.model,
+        "users": users,
+        "users_requested": requested,
+        "k": args.k,
+        "max_new_tokens": args.max_new_tokens,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "backend": args.backend,
+        "split": args.split,
+        "max_sentences": explainer.max_sentences,
+        "command": "python -m bench.explain "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+
+
 def _load_llm(args: argparse.Namespace) -> LLM | None:
     """The LLM `--model` names on the CPU (None for `--model none`: template only)."""
     if args.model == "none":
@@ -223,20 +247,8 @@ def run_media(args: argparse.Namespace, argv: list[str] | None) -> int:
                 records.append(record)
     summary = summarise(
         records,
-        {
-            "model": args.model,
-            "users": len({r["user"] for r in records}),
-            "users_requested": len(chosen),
-            "k": args.k,
-            "max_new_tokens": args.max_new_tokens,
-            "dtype": args.dtype,
-            "threads": args.threads,
-            "backend": args.backend,
-            "split": "media demo personas",
-            "max_sentences": explainer.max_sentences,
-            "command": "python -m bench.explain "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-        },
+        _run_info(args, argv, explainer, len({r["user"] for r in records}), len(chosen))
+        | {"split": "media demo personas"},
     )
     asked = MEDIA_TUNE_REQUESTS if args.split == "tune" else MEDIA_REQUESTS
     summary["dataset"] = "media demo personas x " + ", ".join(map(repr, asked))
@@ -382,20 +394,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarise(
         records,
-        {
-            "model": args.model,
-            "users": done_users,
-            "users_requested": len(chosen),
-            "k": args.k,
-            "max_new_tokens": args.max_new_tokens,
-            "dtype": args.dtype,
-            "threads": args.threads,
-            "backend": args.backend,
-            "split": args.split,
-            "max_sentences": explainer.max_sentences,
-            "command": "python -m bench.explain "
-            + " ".join(argv if argv is not None else sys.argv[1:]),
-        },
+        _run_info(args, argv, explainer, done_users, len(chosen)),
     )
     print(json.dumps(summary, indent=2))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
