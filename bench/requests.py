@@ -587,11 +587,17 @@ def fused_order(row: Mapping[str, Any], llm: Mapping[str, Any], alpha: float) ->
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)  # fusion weights compared on the validation requests
 MOOD_WEIGHTS = (0.0, 0.5, 0.75, 1.0)  # measured-mood fusion weights, the same way
 QUERY_BOOSTS = (1.0, 3.0)  # [hybrid] chat_query_boost values compared
+LABEL_WEIGHTS = (0.0, 0.25, 0.5, 1.0)  # [hybrid] query_label_weight values, tuned the same way
 DIVERSITY_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)  # [diversity] weight: the trade-off, reported
 
 
-def _configured(cfg: Any, *, boost: float, mood: float, diversity: float) -> Any:
-    hybrid = dataclasses.replace(cfg.hybrid, chat_query_boost=boost, chat_mood_weight=mood)
+def _configured(
+    cfg: Any, *, boost: float, mood: float, diversity: float, label: float | None = None
+) -> Any:
+    label = cfg.hybrid.query_label_weight if label is None else label
+    hybrid = dataclasses.replace(
+        cfg.hybrid, chat_query_boost=boost, chat_mood_weight=mood, query_label_weight=label
+    )
     div = dataclasses.replace(cfg.diversity, weight=diversity)
     return dataclasses.replace(cfg, hybrid=hybrid, diversity=div)
 
@@ -760,41 +766,51 @@ def run(
     conds: dict[str, Condition] = {
         "retriever": run_condition(agent, "retriever", labels, requests, understand=False),
     }
-    # [hybrid] chat_query_boost x chat_mood_weight on the validation requests, with the list's
-    # diversity off (relevance only); then the diversity weights at the chosen pair
-    grid: dict[tuple[float, float], Condition] = {}
+    # [hybrid] chat_query_boost x chat_mood_weight x query_label_weight on the validation
+    # requests, with the list's diversity off (relevance only); then the diversity weights at
+    # the chosen triple
+    grid: dict[tuple[float, float, float], Condition] = {}
     for boost in QUERY_BOOSTS:
         for w in MOOD_WEIGHTS:
-            agent.config = _configured(base_cfg, boost=boost, mood=w, diversity=0.0)
-            grid[(boost, w)] = run_condition(
-                agent, f"understanding boost={boost} mood={w}", labels, requests, understand=True
-            )
+            for lw in LABEL_WEIGHTS:
+                agent.config = _configured(base_cfg, boost=boost, mood=w, diversity=0.0, label=lw)
+                grid[(boost, w, lw)] = run_condition(
+                    agent,
+                    f"understanding boost={boost} mood={w} label={lw}",
+                    labels,
+                    requests,
+                    understand=True,
+                )
     val = {
         key: float(np.mean([r["ndcg@10"] for r in c.per_request if is_validation(r["id"])]))
         for key, c in grid.items()
     }
     # the boost stays the configured one (it also serves refinements such as "like Heat but
-    # funnier", which these requests do not test); the mood weight is chosen at that boost
+    # funnier", which these requests do not test); the weights are chosen at that boost
     boost = cfg.hybrid.chat_query_boost
     at_boost = [key for key in val if key[0] == boost] or list(val)
-    chosen = max(at_boost, key=lambda key: (round(val[key], 6), -key[1]))  # ties: smaller
-    report["tuning"]["chat_query_boost x chat_mood_weight"] = {
-        "validation_ndcg@10": {f"{b} x {w}": round(v, 4) for (b, w), v in val.items()},
+    chosen = max(at_boost, key=lambda k: (round(val[k], 6), -k[1], -k[2]))  # ties: smaller
+    h = cfg.hybrid
+    report["tuning"]["chat_query_boost x chat_mood_weight x query_label_weight"] = {
+        "validation_ndcg@10": {f"{b} x {w} x {lw}": round(v, 4) for (b, w, lw), v in val.items()},
         "chosen": list(chosen),
-        "configured": [cfg.hybrid.chat_query_boost, cfg.hybrid.chat_mood_weight],
+        "configured": [h.chat_query_boost, h.chat_mood_weight, h.query_label_weight],
     }
     conds["retriever+understanding"] = grid[chosen]
-    for (b, w), c in grid.items():
-        report["conditions"][f"understanding, query boost {b}, mood weight {w} (all)"] = summarize(
-            c.per_request
-        )
+    for (b, w, lw), c in grid.items():
+        name = f"understanding, query boost {b}, mood weight {w}, label weight {lw} (all)"
+        report["conditions"][name] = summarize(c.per_request)
     for d in DIVERSITY_WEIGHTS:
-        agent.config = _configured(base_cfg, boost=chosen[0], mood=chosen[1], diversity=d)
+        agent.config = _configured(
+            base_cfg, boost=chosen[0], mood=chosen[1], diversity=d, label=chosen[2]
+        )
         c = run_condition(agent, f"diversity={d}", labels, requests, understand=True)
         report["conditions"][f"understanding + diversity weight {d} (all)"] = summarize(
             c.per_request
         )
-    agent.config = _configured(base_cfg, boost=chosen[0], mood=chosen[1], diversity=0.0)
+    agent.config = _configured(
+        base_cfg, boost=chosen[0], mood=chosen[1], diversity=0.0, label=chosen[2]
+    )
     for name, c in conds.items():
         report["conditions"][name] = summarize(c.per_request)
         report["per_request"][name] = c.per_request

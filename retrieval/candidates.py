@@ -271,10 +271,25 @@ class CandidateGenerator:
         s = np.full((len(queries), self.n_items), np.nan, np.float32)
         rows = [r for r, q in enumerate(queries) if q]
         vecs = self.text_encoder.encode_query([queries[r] for r in rows])
+        own, labels = None, None  # the item's own words; the best of its label spaces
         for space in self.query_spaces:
             if self.index.has(space):
                 part = self._space_scores(space, vecs, [excl[r] for r in rows])
-                s[rows] = np.fmax(s[rows], part)  # best matching space per item
+                if space == "text":
+                    own = part
+                else:
+                    labels = part if labels is None else np.fmax(labels, part)
+        if own is None or labels is None:  # one kind of space: its cosine as it is
+            part = own if labels is None else labels
+            if part is not None:
+                s[rows] = part
+            return s
+        # own words + a weighted label match (config.query_label_weight); NaN only where
+        # neither search returned the item
+        w = np.float32(self.config.query_label_weight)
+        both = np.nan_to_num(own) + w * np.nan_to_num(labels)
+        both[np.isnan(own) & np.isnan(labels)] = np.nan
+        s[rows] = both
         return s
 
     def seen_mask(self, histories: Sequence[History]) -> np.ndarray:

@@ -107,6 +107,13 @@ class HybridConfig:
     # weight in [0, 1]; 1 = by the measured fit alone among the tracks the filters keep.
     # Chosen on the validation requests of bench.requests (docs/requests.md)
     chat_mood_weight: float = 1.0
+    # a request's `query` score = its text cosine to the item's own words + this x its best
+    # cosine to the words of the encoders' labels (image-text, audio-text spaces: mixtures of
+    # ImageNet/AudioSet label names). Label cosines run higher and flatter than a description's,
+    # so taking the best space alone let a wrong guess outvote the item's own words ("pictures
+    # of food" -> a rubber duck). Chosen on the validation requests of bench.requests
+    # (docs/requests.md); 0 = the item's own words only
+    query_label_weight: float = 0.5
 
 
 # Merge weights of the conversational retriever's sources (retrieval/conversational.py), tuned
