@@ -27,7 +27,7 @@ import numpy as np
 
 from retrieval.catalogue import Item
 
-__all__ = ["MOOD_EVIDENCE", "MUSIC_WORDS", "is_music", "measured", "mood_scores"]
+__all__ = ["MOOD_EVIDENCE", "MUSIC_WORDS", "is_music", "measured", "mood_scores", "taste_scores"]
 
 # mood -> {measurement: weight}. YAMNet class names as AudioSet spells them; "tempo" (BPM,
 # counted only where the beat tracker was confident), "onsets" (note onsets per second) and
@@ -130,6 +130,44 @@ def mood_scores(
         z[have] = (vals - vals.mean()) / sd
         out += w * z
     return out
+
+
+def taste_scores(
+    items: Sequence[Item],
+    liked: Sequence[Item],
+    disliked: Sequence[Item] = (),
+    *,
+    negative_weight: float = 0.5,
+) -> np.ndarray | None:
+    """Per item, how much its measured sound is like the tracks the user liked (and unlike the
+    ones they disliked): the mood of "something to listen to" when the words name none.
+
+    Why: Maya, who liked three calm tracks, asked for "something to listen to" and got an
+    energetic one; the tracks' texts are alike, their sounds are not. Every measurement is
+    z-scored over the candidates and the history together; the taste is the mean liked row
+    minus `negative_weight` x the mean disliked row, and an item's score is its dot product
+    with it (0 for an item that was not measured). None when no liked item was measured.
+    """
+    pool = [*items, *liked, *disliked]
+    rows = [measured(it) for it in pool]
+    n, n_liked = len(items), len(liked)
+    if not any(rows[n : n + n_liked]):
+        return None
+    features = sorted({f for r in rows for f in r})
+    z = np.zeros((len(pool), len(features)))
+    for j, feature in enumerate(features):
+        have = np.asarray([feature in r for r in rows])
+        vals = np.asarray([r[feature] for r in rows if feature in r], dtype=np.float64)
+        sd = vals.std()
+        if have.sum() >= 2 and sd > 1e-12:
+            z[have, j] = (vals - vals.mean()) / sd
+    was = np.asarray([bool(r) for r in rows])
+    likes = z[n : n + n_liked][was[n : n + n_liked]]
+    taste = likes.mean(0)
+    dis = z[n + n_liked :][was[n + n_liked :]]
+    if len(dis):
+        taste = taste - negative_weight * dis.mean(0)
+    return z[:n] @ taste
 
 
 def _finite(value: Any) -> bool:

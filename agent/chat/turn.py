@@ -33,14 +33,21 @@ from typing import Any
 
 import numpy as np
 
-from agent.chat.moods import MOOD_EVIDENCE, MUSIC_WORDS, is_music, mood_scores
+from agent.chat.moods import (
+    MOOD_EVIDENCE,
+    MUSIC_WORDS,
+    is_music,
+    measured,
+    mood_scores,
+    taste_scores,
+)
 from agent.chat.state import ConversationState, describe_state
 from agent.records import RecommendResult, recommendations
 from agent.rerank.base import RankedResults, final_order, retriever_order
 from retrieval.candidates import Candidate
 from retrieval.catalogue import Item
 from retrieval.fusion import fuse_scores
-from retrieval.profiles import History
+from retrieval.profiles import History, profile_weights
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,8 @@ __all__ = ["item_year", "recommend_for_state", "retrieval_query"]
 
 _YEAR_IN_TITLE = re.compile(r"\(((?:18|19|20)\d\d)\)\s*$")
 MAX_QUERY_WORDS = 40  # words of the retrieval query built from the state
+# "a sound for my kids", "the sound of a violin": a clip of a thing, not listening by mood
+SOUND_WORDS = re.compile(r"\bsounds?\b", re.I)
 MOOD_POOL = 300  # candidates a measured-mood request is chosen from (all tracks of a demo)
 # A mood as the retrieval query spells it: the words item texts and labels use for it
 MOOD_WORDS = {
@@ -109,15 +118,21 @@ def _history(
 
 
 def _kind_and_era_filters(
-    state: ConversationState, items: Mapping[str, Item], excluded: set[str], k: int
+    state: ConversationState,
+    items: Mapping[str, Item],
+    excluded: set[str],
+    k: int,
+    *,
+    music: bool = False,
 ) -> tuple[set[str], list[str]]:
-    """Ids the wanted kind and era rule out, and notes for the filters that had to be dropped."""
+    """Ids the wanted kind and era rule out, and notes for the filters that had to be dropped.
+    `music`: the user's listening is music (`_sound_taste`), so audio means tracks."""
     r = state.request
     notes: list[str] = []
     out: set[str] = set()
     need = {"image": lambda it: bool(it.image), "audio": lambda it: bool(it.audio)}
     wanted = [kind for kind in r.kinds if kind in need]
-    if wants_music(state):  # "calm music", "something calm to listen to": tracks, not effects
+    if music or wants_music(state):  # "calm music", "something calm to listen to": tracks
         need["audio"] = is_music
     if wanted:
         off = {i for i, it in items.items() if not any(need[kind](it) for kind in wanted)}
@@ -150,14 +165,40 @@ def wants_music(state: ConversationState) -> bool:
     return "audio" in r.kinds and (any(_mood_terms(state)) or bool(MUSIC_WORDS.search(r.text)))
 
 
+def _sound_taste(
+    state: ConversationState, history: History, items: Mapping[str, Item], hybrid: Any
+) -> tuple[list[Item], list[Item]]:
+    """The measured items the user liked and disliked, when they ask for something to listen
+    to without naming a mood: what they liked sounding is then the mood ("something to listen
+    to" from a fan of calm tracks). Empty lists otherwise, and for "a sound of ..." (a clip of
+    a thing, whose mood is not the point). Likes and dislikes as the content profile reads
+    them (`retrieval.profiles.profile_weights`)."""
+    r = state.request
+    if list(r.kinds) != ["audio"] or any(_mood_terms(state)) or SOUND_WORDS.search(r.text):
+        return [], []
+    ids, w = profile_weights(history, half_life=None, like_threshold=hybrid.content_like_threshold)
+    heard = {i: float(x) for i, x in zip(ids, w, strict=True) if i in items and measured(items[i])}
+    liked = [items[i] for i, x in heard.items() if x > 0]
+    return (liked, [items[i] for i, x in heard.items() if x < 0]) if liked else ([], [])
+
+
 def _mood_fused(
-    cands: list[Candidate], state: ConversationState, items: Mapping[str, Item], weight: float
+    cands: list[Candidate],
+    state: ConversationState,
+    items: Mapping[str, Item],
+    weight: float,
+    taste: tuple[list[Item], list[Item]] = ([], []),
 ) -> list[Candidate]:
-    """The candidates re-ordered by the retriever's score fused with the measured mood fit."""
+    """The candidates re-ordered by the retriever's score fused with the measured mood fit: the
+    moods asked for, or else the sound of what the user liked (`_sound_taste`)."""
     wanted, ruled_out = _mood_terms(state)
-    if weight <= 0 or len(cands) < 2 or not (wanted or ruled_out):
+    if weight <= 0 or len(cands) < 2 or not (wanted or ruled_out or taste[0]):
         return cands
-    fit = mood_scores([items[c.item_id] for c in cands], wanted, ruled_out)
+    pool = [items[c.item_id] for c in cands]
+    if wanted or ruled_out:
+        fit, source = mood_scores(pool, wanted, ruled_out), "mood"
+    else:
+        fit, source = taste_scores(pool, *taste), "taste"
     if fit is None:
         return cands
     fused = fuse_scores(np.asarray([c.score for c in cands]), fit, min(weight, 1.0))
@@ -167,7 +208,7 @@ def _mood_fused(
             cands[j],
             score=float(fused[j]),
             rank=n + 1,
-            sources={**cands[j].sources, "mood": round(float(fit[j]), 4)},
+            sources={**cands[j].sources, source: round(float(fit[j]), 4)},
         )
         for n, j in enumerate(order)
     ]
@@ -208,16 +249,19 @@ def recommend_for_state(
     excluded = {i for i in state.mentioned_ids() if i in items} | set(r.exclude_ids)
     avoided = agent._avoided([*user.avoid, *r.exclude_terms])  # "no insects": a taste
     excluded |= set(avoided)
-    filtered, notes = _kind_and_era_filters(state, items, excluded, k)  # not a taste: hidden
     history = _history(agent._history(user_id), state, items, cfg.ratings.like_value)
     history = dataclasses.replace(
         history, disliked=list(dict.fromkeys([*history.disliked, *avoided]))
     )
+    taste = _sound_taste(state, history, items, cfg.hybrid)
+    # most of what they liked to listen to was music: "something to listen to" means a track
+    music = sum(map(is_music, taste[0])) * 2 > len(taste[0]) > 0
+    filtered, notes = _kind_and_era_filters(state, items, excluded, k, music=music)  # hidden
     query = retrieval_query(state, items)
     generator = _boosted(agent.generator, cfg.hybrid.chat_query_boost if query else 1.0)
     # a mood of music is judged from the audio: the fit chooses among every track, not only
     # among the few whose text happens to match the words
-    measured_mood = wants_music(state) and any(_mood_terms(state))
+    measured_mood = (wants_music(state) and any(_mood_terms(state))) or bool(taste[0])
     n = max(MOOD_POOL, generator.config.n_candidates) if measured_mood else None
     cands = generator.generate(
         history, query=query or None, n=n, exclude=sorted(excluded | filtered)
@@ -227,7 +271,7 @@ def recommend_for_state(
         cands = generator.generate(
             history, query=query or None, n=n, exclude=sorted(set(r.exclude_ids) | filtered)
         )
-    cands = _mood_fused(cands, state, items, cfg.hybrid.chat_mood_weight)
+    cands = _mood_fused(cands, state, items, cfg.hybrid.chat_mood_weight, taste)
     top = max(1, int(getattr(cfg.llm, "chat_top", cfg.llm.rerank_top)))
     reranker = getattr(agent, "chat_reranker", None)
     alpha = float(getattr(cfg.llm, "chat_alpha", 0.0))

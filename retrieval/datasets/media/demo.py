@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from retrieval.config import FusionrecConfig
+from retrieval.config import RATING_SCALE, FusionrecConfig
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ def media_config_text(root: Path) -> str:
         f"[data]\ninteractions = {_toml_str(root / 'interactions.csv')}\n"
         f"items = {_toml_str(root / 'catalogue.jsonl')}\n"
         f"users_path = {_toml_str(root / 'users.jsonl')}\n\n"
+        f"[hybrid]\n# the personas rate what they disliked 1 and liked 5: a dislike pushes the\n"
+        f"# profile away (the default reads every rating as a like: MovieLens tuned it so)\n"
+        f"content_like_threshold = {RATING_SCALE.like_min}\n\n"
         f"# no community to learn from: see MEDIA_WEIGHTS in retrieval/datasets/media/demo.py\n"
         f"[hybrid.weights]\n{weights}\n"
     )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from agent.chat.moods import is_music, measured, mood_scores
+from agent.chat.moods import is_music, measured, mood_scores, taste_scores
 from agent.chat.request import parse_turn
 from agent.chat.state import update_state
-from agent.chat.turn import _kind_and_era_filters, _mood_fused, wants_music
+from agent.chat.turn import _kind_and_era_filters, _mood_fused, _sound_taste, wants_music
 from retrieval.candidates import Candidate
 from retrieval.catalogue import Item
+from retrieval.config import HybridConfig
+from retrieval.profiles import History
 from tests.agent.chat.catalogue_data import make_linker
 
 
@@ -87,3 +89,38 @@ def test_a_calm_request_wants_music_and_puts_the_soft_track_first() -> None:
     assert [c.item_id for c in fused][0] == "soft" and fused[0].rank == 1
     assert "mood" in fused[0].sources
     assert [c.item_id for c in _mood_fused(cands, state, items, 0.0)] == ["loud", "mid", "soft"]
+
+
+CALM_FAN = _track("calm-fan-liked", 0.8, 0.02, 0.1, 65, 1.8, -22)  # what the user liked
+BANGER = _track("banger", 0.05, 0.6, 0.5, 160, 5.0, -8)  # what the user disliked
+
+
+def test_what_you_liked_to_hear_orders_tracks_when_no_mood_is_named() -> None:
+    fit = taste_scores([LOUD, MID, SOFT], [CALM_FAN])
+    assert fit is not None and list(fit.argsort()[::-1]) == [2, 1, 0]  # soft, mid, loud
+    # a fan of loud tracks gets the opposite order from the same candidates
+    loud_fan = taste_scores([LOUD, MID, SOFT], [BANGER])
+    assert loud_fan is not None and list(loud_fan.argsort()[::-1]) == [0, 1, 2]
+    # a dislike pushes its like away: liking the middle track but not the loud one
+    mid_not_loud = taste_scores([LOUD, SOFT], [MID], [BANGER])
+    assert mid_not_loud is not None and mid_not_loud[1] > mid_not_loud[0]
+    assert taste_scores([LOUD, SOFT], [EFFECT]) is None  # nothing liked was measured
+
+
+def test_something_to_listen_to_follows_the_users_taste() -> None:
+    items = {i.id: i for i in (SOFT, MID, LOUD, EFFECT, CALM_FAN, BANGER)}
+    linker = make_linker()
+    history = History(["calm-fan-liked"], disliked=["banger"])
+    ask = update_state(None, "user", "something to listen to", linker=linker)
+    liked, disliked = _sound_taste(ask, history, items, HybridConfig())
+    assert [i.id for i in liked] == ["calm-fan-liked"] and [i.id for i in disliked] == ["banger"]
+    cands = [
+        Candidate(i, s, rank=n + 1)
+        for n, (i, s) in enumerate([("loud", 0.9), ("mid", 0.8), ("soft", 0.7)])
+    ]
+    fused = _mood_fused(cands, ask, items, 1.0, (liked, disliked))
+    assert [c.item_id for c in fused] == ["soft", "mid", "loud"] and "taste" in fused[0].sources
+    # a named mood wins over the taste, and "a sound of ..." is a clip, not listening by taste
+    for text in ("something energetic to listen to", "a sound for my kids", "a picture"):
+        state = update_state(None, "user", text, linker=linker)
+        assert _sound_taste(state, history, items, HybridConfig()) == ([], [])

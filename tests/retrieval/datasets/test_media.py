@@ -439,6 +439,12 @@ def test_demo_configs_parse(tmp_path: Path) -> None:
     cfg = FusionrecConfig.from_toml(media)
     assert cfg.data.items.endswith('a "quoted" dir/catalogue.jsonl')
     assert cfg.hybrid.weights["popularity"] == 0.0 and cfg.hybrid.weights["query"] == 1.0
+    # a persona's 1-rated dislike pushes its profile away, not towards it
+    from retrieval.profiles import History, profile_weights
+
+    history = History(["liked", "disliked"], [5.0, 1.0])
+    _, w = profile_weights(history, like_threshold=cfg.hybrid.content_like_threshold)
+    assert w[0] > 0 > w[1]
     ml = tmp_path / "ml.toml"
     ml.write_text(demo.movielens_config_text(tmp_path))
     cfg = FusionrecConfig.from_toml(ml)
