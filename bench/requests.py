@@ -602,6 +602,15 @@ def _configured(
     return dataclasses.replace(cfg, hybrid=hybrid, diversity=div)
 
 
+def _use(agent: Any, cfg: Any) -> None:
+    """Point the agent at `cfg`. The chat reads `agent.config` at every turn; the generator keeps
+    its own [hybrid] copy (with the merged weights), so the request's label weight is copied in."""
+    agent.config = cfg
+    agent.generator.config = dataclasses.replace(
+        agent.generator.config, query_label_weight=cfg.hybrid.query_label_weight
+    )
+
+
 def is_validation(req_id: str) -> bool:
     """Every third request (r03, r06, ...) tunes the fusion weight; the rest report it."""
     return int(req_id[1:]) % 3 == 0
@@ -760,8 +769,14 @@ def run(
         "per_request": {},
     }
     # every relevance row with the list's diversity off; its own rows come after the tuning
-    agent.config = _configured(
-        base_cfg, boost=cfg.hybrid.chat_query_boost, mood=cfg.hybrid.chat_mood_weight, diversity=0
+    _use(
+        agent,
+        _configured(
+            base_cfg,
+            boost=cfg.hybrid.chat_query_boost,
+            mood=cfg.hybrid.chat_mood_weight,
+            diversity=0,
+        ),
     )
     conds: dict[str, Condition] = {
         "retriever": run_condition(agent, "retriever", labels, requests, understand=False),
@@ -773,7 +788,7 @@ def run(
     for boost in QUERY_BOOSTS:
         for w in MOOD_WEIGHTS:
             for lw in LABEL_WEIGHTS:
-                agent.config = _configured(base_cfg, boost=boost, mood=w, diversity=0.0, label=lw)
+                _use(agent, _configured(base_cfg, boost=boost, mood=w, diversity=0.0, label=lw))
                 grid[(boost, w, lw)] = run_condition(
                     agent,
                     f"understanding boost={boost} mood={w} label={lw}",
@@ -801,15 +816,17 @@ def run(
         name = f"understanding, query boost {b}, mood weight {w}, label weight {lw} (all)"
         report["conditions"][name] = summarize(c.per_request)
     for d in DIVERSITY_WEIGHTS:
-        agent.config = _configured(
-            base_cfg, boost=chosen[0], mood=chosen[1], diversity=d, label=chosen[2]
+        _use(
+            agent,
+            _configured(base_cfg, boost=chosen[0], mood=chosen[1], diversity=d, label=chosen[2]),
         )
         c = run_condition(agent, f"diversity={d}", labels, requests, understand=True)
         report["conditions"][f"understanding + diversity weight {d} (all)"] = summarize(
             c.per_request
         )
-    agent.config = _configured(
-        base_cfg, boost=chosen[0], mood=chosen[1], diversity=0.0, label=chosen[2]
+    _use(
+        agent,
+        _configured(base_cfg, boost=chosen[0], mood=chosen[1], diversity=0.0, label=chosen[2]),
     )
     for name, c in conds.items():
         report["conditions"][name] = summarize(c.per_request)
