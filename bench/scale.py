@@ -7,8 +7,9 @@ Parts, each size of each part in its own subprocess (peak RSS = that process's r
     is recorded.
   - `vectors`: clustered random 384-d unit vectors (real MiniLM only at 10k, see `encode`):
     exact numpy top-50 p50/p99; Chroma ingest items/s through `VectorStore.upsert` and
-    store size on disk; HNSW top-50 p50/p99 and recall@50 against exact at the configured
-    `search_ef` (retrieval/store.py).
+    store size on disk; HNSW top-50 p50/p99 and recall@50 against exact at each `--efs` and
+    at the ef `search_ef = "auto"` picks for the size (retrieval/store.py), also for the
+    generator's pool query (content_pool hits past 20 excluded ids).
   - `encode`: 10k synthetic item texts through the packaged MiniLM: items/s, extrapolated
     to 1M; HNSW recall@50 on those real vectors.
   - `generate`: `CandidateGenerator.generate` per user (auto CF choice, exact numpy index vs
@@ -16,7 +17,8 @@ Parts, each size of each part in its own subprocess (peak RSS = that process's r
 
   - `ingest-batch`: Chroma ingest CPU and bytes written per upsert size (`--batches 32,5000`).
   - `hnsw`: only the ef_search sweep of `vectors`, on the store a `vectors` run left in --work
-    (e.g. `--sizes 1000000 --parts hnsw --efs 128,512` after a long build).
+    (e.g. `--sizes 1000000 --parts hnsw --efs 128,512` after a long build); earlier efs stay
+    in the report. The auto ef runs last, so the store keeps it for `generate`.
 
 Usage: python -m bench.scale [--sizes 10000,100000,1000000] [--parts cf,vectors,encode,generate]
        [--models ease,itemknn,als,bpr,transitions] [--out docs/scale.json] [--plot docs/scale.png]
@@ -140,7 +142,7 @@ def child_cf(n_items: int, model_name: str) -> dict[str, Any]:
     }
     model = {
         "ease": lambda: EASE(cfg.ease_l2),
-        "itemknn": lambda: ItemKNN(cfg.knn_k, cfg.knn_shrink),
+        "itemknn": lambda: ItemKNN(cfg.knn_k, cfg.knn_shrink, cfg.knn_max_row),
         "als": lambda: ALS(cfg.mf_factors, cfg.mf_regularization, cfg.mf_alpha, cfg.mf_iterations),
         "bpr": lambda: BPR(cfg.mf_factors, cfg.mf_regularization, iterations=4 * cfg.mf_iterations),
         "transitions": lambda: Transitions(
@@ -248,12 +250,14 @@ def child_hnsw(n: int, work: Path, ef: int | None, tag: str = "") -> dict[str, A
     process has not loaded yet. `tag` "minilm-" reads the real-text store of `child_encode`.
     """
     from retrieval.config import HybridConfig
-    from retrieval.store import VectorStore
+    from retrieval.store import HNSW_SEARCH_EF, VectorStore
 
     f = np.load(work / f"truth-{tag}{n}.npz")
     q, truth = f["queries"], f["truth"]
     prefix = "t" if tag else "s"
-    store = VectorStore.open(work / f"chroma-{tag}{n}")
+    # a fixed ef, set once before anything loads the index: Chroma applies ef_search when a
+    # process loads the index, and "auto" counts the vectors first, which loads it
+    store = VectorStore.open(work / f"chroma-{tag}{n}", search_ef=ef or HNSW_SEARCH_EF)
     col = store.collection("text")
     if ef is not None:
         col.modify(configuration={"hnsw": {"ef_search": int(ef)}})
@@ -280,14 +284,15 @@ def child_hnsw(n: int, work: Path, ef: int | None, tag: str = "") -> dict[str, A
     # what the content source asks: content_pool hits past a 20-item history, no metadata
     pool, seen = HybridConfig().content_pool, [f"{prefix}{i}" for i in range(20)]
     res["content_pool"] = pool
-    res["hnsw_query_pool"] = pct(
-        _timed(
-            lambda v: store.query(
-                "text", v[None], n=pool, exclude_ids=seen, include_metadata=False
-            ),
-            q,
-        )
-    )
+    lat, rec = [], []
+    for v, t_ids in zip(q, truth, strict=True):
+        t = time.perf_counter()
+        hits = store.query("text", v[None], n=pool, exclude_ids=seen, include_metadata=False)[0]
+        lat.append(time.perf_counter() - t)
+        rec.append(len({f"{prefix}{i}" for i in t_ids} & {h.id for h in hits[:50]}) / 50)
+    res["hnsw_query_pool"] = pct(lat)
+    # recall@50 of the pool's first 50 hits: ef is max(ef_search, hits asked for) in hnswlib
+    res["hnsw_pool_recall@50"] = round(float(np.mean(rec)), 4)
     res["peak_rss_gb"] = rss_gb()
     return res
 
@@ -389,7 +394,7 @@ def child_generate(n: int, work: Path, kinds: list[str]) -> dict[str, Any]:
     from retrieval.candidates import CandidateGenerator, HybridConfig
     from retrieval.numpy_index import NumpyIndex
     from retrieval.profiles import History
-    from retrieval.store import HNSW_SEARCH_EF, VectorStore
+    from retrieval.store import VectorStore
 
     binary, ordered = interactions(n)
     coo = sp.coo_matrix(ordered)
@@ -409,10 +414,10 @@ def child_generate(n: int, work: Path, kinds: list[str]) -> dict[str, Any]:
         indexes["exact"] = NumpyIndex({"text": (list(item_ids), vectors(n))})
     path = _chroma_dir(work, n)
     if "hnsw" in kinds and (path / "bench-ingest.json").exists():
+        # search_ef "auto" (the default): the ef the store's last ingest or sweep left for its
+        # size (a changed ef would serve from the next process: docs/scale.md, round 3)
         store = VectorStore.open(path)
-        # at the configured ef_search (the sweep may have left another; applied before loading)
-        store.collection("text").modify(configuration={"hnsw": {"ef_search": HNSW_SEARCH_EF}})
-        res["search_ef"] = HNSW_SEARCH_EF
+        res["search_ef"] = store.collection("text").configuration["hnsw"]["ef_search"]
         indexes["hnsw"] = store
     if not indexes:
         return {"error": f"no index to time: kinds {kinds}, no store at {path}"}
@@ -540,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
                 if part == "hnsw":  # re-query a store `vectors` built: the sweep only
                     key = f"vectors/{size}"
                     res = report["results"].get(key, {})
+                    earlier = res.get("hnsw_sweep", {})
                     res.update(hnsw_sweep(size, work, args.efs, ""))
+                    res["hnsw_sweep"] = {**earlier, **res["hnsw_sweep"]}  # keep other efs
                     report["results"][key] = res
                     out.write_text(json.dumps(report, indent=1) + "\n")
                     continue
@@ -573,18 +580,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def hnsw_sweep(size: int, work: Path, efs: str, tag: str) -> dict[str, Any]:
-    """Query the store at each ef_search, the configured one last (the store keeps it)."""
-    from retrieval.store import HNSW_SEARCH_EF
+    """Query the store at each ef_search, the configured one ("auto" for this size) last."""
+    from retrieval.store import auto_search_ef
 
+    conf_ef = auto_search_ef(size)
     sweep = {}
-    values = [int(e) for e in efs.split(",") if e and int(e) != HNSW_SEARCH_EF]
-    for ef in [*values, HNSW_SEARCH_EF]:
+    values = [int(e) for e in efs.split(",") if e and int(e) != conf_ef]
+    for ef in [*values, conf_ef]:
         sweep[str(ef)] = run_child("hnsw", size, None, work, "--ef", str(ef), "--tag", tag)
-    conf = sweep[str(HNSW_SEARCH_EF)]
+    conf = sweep[str(conf_ef)]
     return {
-        "search_ef": HNSW_SEARCH_EF,
+        "search_ef": conf_ef,
         "hnsw_query_top50": conf.get("hnsw_query_top50"),
         "hnsw_recall@50": conf.get("hnsw_recall@50"),
+        "hnsw_pool_recall@50": conf.get("hnsw_pool_recall@50"),
         "hnsw_sweep": sweep,
     }
 
@@ -645,16 +654,18 @@ def table(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| items | vectors | ef_search | HNSW recall@50 | p50 / p99 ms |",
-        "|---|---|---|---|---|",
+        "| items | vectors | ef_search | HNSW recall@50 | p50 / p99 ms "
+        "| generator's pool: recall@50 | pool p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key in sorted(k for k in r if k.startswith(("vectors/", "encode/"))):
         kind = "MiniLM text" if key.startswith("encode/") else "clustered random"
         for ef, x in sorted(r[key].get("hnsw_sweep", {}).items(), key=lambda kv: int(kv[0])):
-            h = x.get("hnsw_query_top50") or {}
+            h, pool = x.get("hnsw_query_top50") or {}, x.get("hnsw_query_pool") or {}
             lines.append(
                 f"| {int(key.split('/')[1]):,} | {kind} | {ef} | {x.get('hnsw_recall@50')} "
-                f"| {h.get('p50_ms')} / {h.get('p99_ms')} |"
+                f"| {h.get('p50_ms')} / {h.get('p99_ms')} | {x.get('hnsw_pool_recall@50', '')} "
+                f"| {pool.get('p50_ms', '')} / {pool.get('p99_ms', '')} |"
             )
     for key in sorted(k for k in r if k.startswith("encode/")):
         x = r[key]
@@ -683,12 +694,12 @@ def table(report: dict[str, Any]) -> str:
         lines += [
             "",
             "| items | CF models | generator fit s | generate p50 / p99 ms (exact) | "
-            "generate p50 / p99 ms (HNSW) | peak RSS GB | load avg |",
-            "|---|---|---|---|---|---|---|",
+            "generate p50 / p99 ms (HNSW) | search_ef | peak RSS GB | load avg |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for n, x in gen:
             if "models" not in x:
-                lines.append(f"| {n:,} | {x.get('error')} | | | | | |")
+                lines.append(f"| {n:,} | {x.get('error')} | | | | | | |")
                 continue
             e, h = x.get("generate_exact", {}), x.get("generate_hnsw", {})
 
@@ -697,7 +708,7 @@ def table(report: dict[str, Any]) -> str:
 
             lines.append(
                 f"| {n:,} | {', '.join(x['models'])} | {x['fit_s']} | {ms(e)} | {ms(h)} "
-                f"| {x['peak_rss_gb']} | {x.get('load_avg', '')} |"
+                f"| {x.get('search_ef', '')} | {x['peak_rss_gb']} | {x.get('load_avg', '')} |"
             )
         # mean ms per source over 20 users: where the time of `generate` goes
         srcs = [(n, k, x.get(f"sources_mean_ms_{k}")) for n, x in gen for k in ("exact", "hnsw")]

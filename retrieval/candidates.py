@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from retrieval.cf import DecayedPopularity, ItemKNN, Transitions, history_weights, top_k
+from retrieval.cf import DecayedPopularity, ItemKNN, Transitions, history_weights
 from retrieval.config import DEFAULT_WEIGHTS, HybridConfig  # noqa: F401 (re-exported)
 from retrieval.factors import fit_main_cf
-from retrieval.fusion import merge_scores, normalise  # noqa: F401 (re-exported)
+from retrieval.fusion import merge_scores, merge_top, normalise  # noqa: F401 (re-exported)
 from retrieval.interactions import user_item_matrix
 from retrieval.numpy_index import NumpyIndex  # noqa: F401 (re-exported)
 from retrieval.profiles import History, ItemIndex, build_profile
@@ -117,7 +117,7 @@ class CandidateGenerator:
         cf_name, cf_model = fit_main_cf(binary, cfg, self.item_ids)  # EASE, or ALS at scale
         if cf_model is not None:
             self.models[cf_name] = cf_model
-        self.models["itemknn"] = ItemKNN(cfg.knn_k, cfg.knn_shrink).fit(binary)
+        self.models["itemknn"] = ItemKNN(cfg.knn_k, cfg.knn_shrink, cfg.knn_max_row).fit(binary)
         self.models["transitions"] = Transitions(
             cfg.trans_window, cfg.trans_step_decay, cfg.trans_smoothing
         ).fit(ordered)
@@ -244,7 +244,6 @@ class CandidateGenerator:
         self, space: str, histories: Sequence[History], excl: Sequence[set[str]]
     ) -> np.ndarray:
         cfg = self.config
-        s = np.full((len(histories), self.n_items), np.nan, np.float32)
         profiles = [
             build_profile(
                 h,
@@ -257,6 +256,9 @@ class CandidateGenerator:
             for h in histories
         ]
         rows = [r for r, p in enumerate(profiles) if p is not None]
+        if rows and len(rows) == len(histories):  # no second 1M-wide array per request
+            return self._space_scores(space, np.stack([p for p in profiles if p is not None]), excl)
+        s = np.full((len(histories), self.n_items), np.nan, np.float32)
         if rows:
             s[rows] = self._space_scores(
                 space, np.stack([profiles[r] for r in rows]), [excl[r] for r in rows]
@@ -328,16 +330,18 @@ class CandidateGenerator:
         weights = dict(self.config.weights)
         if not len(h) and not query:
             weights = {"popularity": 1.0}
-        merged, contrib = merge_scores(raw, seen, weights)
-        ids, _ = top_k(merged, n or self.config.n_candidates)
-        top = ids[0][ids[0] >= 0]
+        # parts for the top n only: no 1M-wide array per source (docs/scale.md, round 3)
+        best = merge_top(raw, seen, weights, n or self.config.n_candidates)
+        keep = best.ids[0] >= 0
+        top = best.ids[0][keep]
+        scores = best.scores[0][keep].tolist()
         raw_top = {k: v[0, top].tolist() for k, v in raw.items()}
-        parts_top = {k: v[0, top].tolist() for k, v in contrib.items()}
+        parts_top = {k: v[0][keep].tolist() for k, v in best.parts.items()}
         out: list[Candidate] = []
         for r, j in enumerate(top.tolist()):
             sources = {k: v[r] for k, v in raw_top.items() if math.isfinite(v[r])}
             parts = {k: v[r] for k, v in parts_top.items() if v[r] != 0.0}
-            out.append(Candidate(self.item_ids[j], float(merged[0, j]), sources, r + 1, parts))
+            out.append(Candidate(self.item_ids[j], scores[r], sources, r + 1, parts))
         return out
 
 

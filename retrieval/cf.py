@@ -179,7 +179,8 @@ class ItemScorer:
             target = MODELS.get(kind)
             if target is None or (cls is not ItemScorer and target is not cls):
                 raise ValueError(f"{path} holds a '{kind}' model; valid kinds: {', '.join(MODELS)}")
-            obj = target(**{p: f[f"param_{p}"].item() for p in target._params})
+            # a parameter added later (e.g. ItemKNN.max_row) keeps its default in older files
+            obj = target(**{p: f[f"param_{p}"].item() for p in target._params if f"param_{p}" in f})
             obj.n_items = int(f["n_items"])
             for name in target._arrays:
                 if f"{name}__shape" in f:
@@ -257,21 +258,34 @@ class EASE(ItemScorer):
 class ItemKNN(ItemScorer):
     """Item-based kNN with shrunk cosine similarity, `k` neighbours kept per item.
 
+    W[i, j] is the similarity of history item i to target j, kept when i is among j's `k`
+    nearest neighbours. A popular item is a neighbour of very many targets, so its row can be
+    long (616k entries at 1M synthetic items), and scoring a history sums its rows:
+    `max_row` keeps only each row's strongest entries (docs/scale.md, round 3).
+
     Args:
         k: neighbours kept per item.
         shrink: similarity shrinkage term (Bellogin et al.); damps pairs with little support.
+        max_row: most targets one history item scores (its strongest similarities; ties to
+            the lower item index); 0 = no cap.
     """
 
     kind = "itemknn"
     _arrays = ("W",)
-    _params = ("k", "shrink")
+    _params = ("k", "shrink", "max_row")
 
     def __init__(
-        self, k: int = 100, shrink: float = 10.0, *, random_state: int | None = None
+        self,
+        k: int = 100,
+        shrink: float = 10.0,
+        max_row: int = 0,
+        *,
+        random_state: int | None = None,
     ) -> None:
         super().__init__(random_state=random_state)
         self.k = int(k)
         self.shrink = float(shrink)
+        self.max_row = int(max_row)
         self.W = sp.csr_matrix((0, 0), dtype=np.float32)
 
     # co-occurring (item, item) pairs computed per block of target items; bounds peak memory
@@ -324,11 +338,61 @@ class ItemKNN(ItemScorer):
             shape=(n, n),
             dtype=np.float32,
         )
+        if self.max_row > 0:
+            self.W = cap_rows(self.W, self.max_row)
         self.n_items = n
         return self
 
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((self._check(user_items) @ self.W).toarray(), dtype=np.float32)
+        return sparse_rows_dot(self._check(user_items), self.W)
+
+
+# `sparse_rows_dot` adds rows into a dense result for batches of at most this many users on
+# catalogues of at least DENSE_DOT_MIN_ITEMS items (a request at scale); scipy otherwise
+DENSE_DOT_MAX_ROWS = 16
+DENSE_DOT_MIN_ITEMS = 50_000
+
+
+def sparse_rows_dot(ui: sp.csr_matrix, m: sp.csr_matrix) -> np.ndarray:
+    """`(ui @ m).toarray()` as float32, bit for bit, for float32 csr `ui` and `m`.
+
+    For a request on a large catalogue it adds each history row of `m` straight into a dense
+    result: scipy's product builds a sparse result first, which took twice as long at 1M
+    items (docs/scale.md, round 3). The same float32 products are added in the same order
+    (ui's stored order, starting from 0), so the values are identical. `m` must hold each
+    (row, column) once, as scipy's constructors and products leave it (a row is one add).
+    """
+    if ui.shape[0] > DENSE_DOT_MAX_ROWS or m.shape[1] < DENSE_DOT_MIN_ITEMS:
+        return np.asarray((ui @ m).toarray(), dtype=np.float32)
+    out = np.zeros((ui.shape[0], m.shape[1]), np.float32)
+    ip, ix, data = m.indptr, m.indices, m.data.astype(np.float32, copy=False)
+    for r in range(ui.shape[0]):
+        row = out[r]
+        lo_u, hi_u = ui.indptr[r], ui.indptr[r + 1]
+        for j, v in zip(ui.indices[lo_u:hi_u].tolist(), ui.data[lo_u:hi_u], strict=True):
+            lo, hi = ip[j], ip[j + 1]
+            row[ix[lo:hi]] += np.float32(v) * data[lo:hi]
+    return out
+
+
+def cap_rows(m: sp.csr_matrix, most: int) -> sp.csr_matrix:
+    """`m` with each row cut to its `most` largest entries (ties: the lower column wins).
+
+    Rows at or under the cap are kept as they are, so a matrix without longer rows comes back
+    with the same entries, bit for bit.
+    """
+    m = sp.csr_matrix(m)
+    lens = np.diff(m.indptr)
+    long = np.flatnonzero(lens > most)
+    if not len(long):
+        return m
+    keep = np.ones(m.nnz, bool)
+    for i in long:
+        lo, hi = m.indptr[i], m.indptr[i + 1]
+        order = np.lexsort((m.indices[lo:hi], -m.data[lo:hi]))  # value desc, then column asc
+        keep[lo + order[most:]] = False
+    indptr = np.r_[0, np.cumsum(np.minimum(lens, most))].astype(m.indptr.dtype)
+    return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
 
 def _pair_counts(x: sp.csr_matrix) -> np.ndarray:
@@ -445,7 +509,7 @@ class Transitions(ItemScorer):
         return self
 
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((self._check(user_items) @ self.T).toarray(), dtype=np.float32)
+        return sparse_rows_dot(self._check(user_items), self.T)
 
 
 # retrieval.factors adds "als", "bpr" and "factors" when imported (retrieval.candidates imports
@@ -491,8 +555,10 @@ def choose_cf_model(
     )
 
 
-# prefix-count snapshots `DecayedPopularity` may keep: 64 MB = 8 snapshots of 1M float64 counts
-POP_SNAPSHOT_BYTES = 64 << 20
+# prefix-count snapshots `DecayedPopularity` may keep: 256 MB = 32 snapshots of 1M float64
+# counts, so a request at 1M items / 10M interactions re-adds at most ~310k of them (~3 ms; 8
+# snapshots re-added 1.25M, 14 ms: docs/scale.md round 3). Smaller logs stop at POP_MIN_STEP
+POP_SNAPSHOT_BYTES = 256 << 20
 # fewest interactions between two snapshots (a request re-adds at most this many, ~4 ns each)
 POP_MIN_STEP = 1 << 16
 

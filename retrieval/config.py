@@ -37,9 +37,10 @@ class StoreConfig:
     host: str | None = None  # set to use chromadb.HttpClient against `chroma run` instead
     port: int = 8000  # HttpClient port
     collection_prefix: str = "fusionrec"  # collections are <prefix>-<modality>
-    # HNSW search breadth of new collections: 256 recalls 0.99 of the exact top-50 up to 100k
-    # items; at 1M it recalls 0.49 and 4096 is needed for 0.99 (p99 37 ms; docs/scale.md)
-    search_ef: int = 256
+    # HNSW search breadth: "auto" = 256 up to 100k items (recall@50 0.99 there), then growing
+    # with the collection's size to 3072 at 1M (recall 0.49 -> 0.99 there; docs/scale.md round
+    # 3), re-fitted by every upsert and applied from the next process; or a positive integer
+    search_ef: int | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class HybridConfig:
     mf_alpha: float = 10.0  # ALS confidence per unit of interaction weight
     mf_device: str = "cpu"  # "cpu", or "cuda" with a CUDA build of implicit
     knn_k: int = 200  # ItemKNN neighbours per item
+    # most targets one history item scores in ItemKNN (its strongest similarities). A popular
+    # item neighbours very many targets (rows of 600k at 1M items cost 75 ms per request);
+    # 2000 cuts that to 16 ms there and is a no-op on catalogues of <= 2,001 items such as
+    # ML-100K (a row cannot be longer). 0 = no cap. docs/scale.md, round 3
+    knn_max_row: int = 2000
     knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
     knn_half_life: float = 3.0  # ItemKNN history recency half-life (items)
     trans_window: int = 10  # steps ahead that count as "next" when fitting transitions

@@ -15,6 +15,7 @@ w_m * a_h * (v_m(h) . v_m) / ||sum_h a_h v_m(h)||. Those terms are what explanat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -91,6 +92,83 @@ def fuse_scores(retriever: np.ndarray, llm: np.ndarray, alpha: float) -> np.ndar
     return alpha * minmax(llm) + (1.0 - alpha) * minmax(retriever)
 
 
+# columns per block in `normalise` and the merges: a 64k-wide float64 block (512 KB) and its
+# temporaries stay in the CPU cache, so a 1M-item row is read from memory once per source,
+# not once per step (docs/scale.md, round 3); the arithmetic per element is unchanged
+BLOCK = 1 << 16
+
+
+def _ranges(scores: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-row min and max over unseen, finite entries (`(m, 1)` float64 each, NaN if none),
+    and whether any entry is +-inf.
+
+    Taken in the scores' own float type: casting to float64 is exact and keeps the order,
+    so the min of the cast values is the cast of the min.
+    """
+    m, n = scores.shape
+    if m == 1 and n >= SPARSE_MIN_ITEMS and np.issubdtype(scores.dtype, np.floating):
+        quick = _row_range(scores[0], seen[0])
+        if quick is not None:
+            lo, hi = quick
+            return np.full((1, 1), lo), np.full((1, 1), hi), False
+    kind = scores.dtype if np.issubdtype(scores.dtype, np.floating) else np.float64
+    lo, hi = np.full((m, 1), np.nan), np.full((m, 1), np.nan)
+    has_inf = False
+    for a in range(0, n, BLOCK):
+        b = np.array(scores[:, a : a + BLOCK], dtype=kind)  # a copy
+        b[seen[:, a : a + BLOCK]] = np.nan
+        inf = np.isinf(b)
+        if inf.any():  # +-inf count as not retrieved, like NaN
+            b[inf] = np.nan
+            has_inf = True
+        lo = np.fmin(lo, np.fmin.reduce(b, axis=1, keepdims=True))  # fmin skips NaN
+        hi = np.fmax(hi, np.fmax.reduce(b, axis=1, keepdims=True))
+    return lo, hi, has_inf
+
+
+def _row_range(row: np.ndarray, seen: np.ndarray) -> tuple[float, float] | None:
+    """One request's min and max from the row itself, without a masked copy, when provably
+    the same as `_ranges`' (else None): no +-inf in the row (then fmin/fmax would return
+    them), and the extremes reached by an unseen item, not only by seen ones.
+    """
+    with np.errstate(all="ignore"):
+        lo, hi = float(np.fmin.reduce(row)), float(np.fmax.reduce(row))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return None  # +-inf present, or nothing retrieved: the careful path
+    idx = np.flatnonzero(seen)
+    if len(idx):
+        got = row[idx]
+        for end in (lo, hi):
+            if np.any(got == end) and np.count_nonzero(row == end) <= np.count_nonzero(got == end):
+                return None  # only seen items reach this extreme
+    return lo, hi
+
+
+def _scaled(
+    scores: np.ndarray,
+    seen: np.ndarray | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    has_inf: bool = True,
+) -> np.ndarray:
+    """Min-max of one block with the whole row's ranges, as float64; 0 where not retrieved.
+
+    Seen items become 0 afterwards (`seen` None: left as computed, for a caller that
+    overwrites them). One pass per step, no masks: that was most of the merge at 1M items.
+    """
+    b = np.array(scores, dtype=np.float64)  # a copy
+    if has_inf:
+        b[np.isinf(b)] = np.nan
+    b -= lo
+    b /= hi - lo
+    # unseen entries are now in [0, 1] (lo <= x <= hi) or NaN: not retrieved, or the 0/0 of
+    # a constant row or of a row with nothing retrieved. fmax(NaN, 0) = 0 maps them to 0
+    np.fmax(b, 0.0, out=b)
+    if seen is not None:
+        b[seen] = 0.0
+    return b
+
+
 def normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Per-row min-max over unseen, retrieved items -> [0, 1]; NaN (not retrieved) -> 0.
 
@@ -98,18 +176,15 @@ def normalise(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
         scores: `(m, n)` raw source scores, NaN where not retrieved.
         seen: `(m, n)` bool mask of items excluded from the ranking.
     """
-    # in place on one float64 copy: 3-4x fewer passes than temporaries (1M items: docs/scale.md)
     shape = np.broadcast_shapes(np.shape(scores), np.shape(seen))
-    s = np.array(np.broadcast_to(scores, shape), dtype=np.float64)  # a copy
-    s[np.broadcast_to(seen, shape)] = np.nan
-    s[np.isinf(s)] = np.nan  # +-inf count as not retrieved, like NaN
+    s, sn = np.broadcast_to(scores, shape), np.broadcast_to(seen, shape)
+    out = np.empty(shape)
     with np.errstate(all="ignore"):
-        lo = np.fmin.reduce(s, axis=1, keepdims=True)  # skips NaN; NaN for an all-NaN row
-        hi = np.fmax.reduce(s, axis=1, keepdims=True)
-        s -= lo
-        s /= hi - lo
-    s[~np.isfinite(s)] = 0.0  # not retrieved, seen, constant or absent rows -> 0
-    return s
+        lo, hi, has_inf = _ranges(s, sn)
+        for a in range(0, shape[1], BLOCK):
+            blk = slice(a, a + BLOCK)
+            out[:, blk] = _scaled(s[:, blk], sn[:, blk], lo, hi, has_inf)
+    return out
 
 
 def merge_scores(
@@ -120,16 +195,109 @@ def merge_scores(
     Returns:
         merged `(m, n)` float64 and {source: weight x normalised score} (the exact parts).
     """
+    merged, parts, _ = _merge(raw, seen, weights, keep_parts=True)
+    return merged, parts
+
+
+@dataclass
+class TopMerge:
+    """The best items of a merge with their scores and parts (`merge_top`).
+
+    Attributes:
+        ids: `(m, k)` int64 item columns, best first; -1 pads a row with fewer items left.
+        scores: `(m, k)` float64 merged scores (-inf at pads), as `merge_scores` gives them.
+        parts: {source: `(m, k)` float64 weight x normalised score}; 0 at pads.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    parts: dict[str, np.ndarray]
+
+
+def merge_top(
+    raw: Mapping[str, np.ndarray], seen: np.ndarray, weights: Mapping[str, float], k: int
+) -> TopMerge:
+    """`merge_scores` followed by `top_k`, with the parts computed for the top k only.
+
+    Same ids, scores and parts (bit for bit) as `merge_scores` then `top_k`, without a
+    `(m, n)` float64 array per source: at 1M items that was most of the merge (docs/scale.md).
+    """
+    from retrieval.cf import top_k  # cf never imports fusion: no cycle
+
+    merged, _, ranges = _merge(raw, seen, weights, keep_parts=False)
+    ids, _ = top_k(merged, k)
+    cols = np.maximum(ids, 0)
+    pad = ids < 0
+    scores = np.take_along_axis(merged, cols, axis=1)
+    scores[pad] = -np.inf
+    m, n = seen.shape
+    parts = {}
+    with np.errstate(all="ignore"):
+        for name, (w, lo, hi, has_inf) in ranges.items():
+            s = np.take_along_axis(np.broadcast_to(raw[name], (m, n)), cols, axis=1)
+            part = w * _scaled(s, np.take_along_axis(seen, cols, axis=1), lo, hi, has_inf)
+            part[pad] = 0.0
+            parts[name] = part
+    return TopMerge(ids, scores, parts)
+
+
+# one request on a large catalogue: a source that scores few items (a content search's pool,
+# transitions) is merged on those items only, when a strided sample finds at most this share
+SPARSE_SHARE = 0.1
+SPARSE_MIN_ITEMS = 1 << 16  # ... on catalogues at least this large (one block)
+
+
+def _merge(
+    raw: Mapping[str, np.ndarray],
+    seen: np.ndarray,
+    weights: Mapping[str, float],
+    *,
+    keep_parts: bool,
+) -> tuple[
+    np.ndarray, dict[str, np.ndarray], dict[str, tuple[float, np.ndarray, np.ndarray, bool]]
+]:
+    """Merged scores (one source after another, in cache-sized blocks), parts, and each
+    source's ranges.
+
+    Zero-weight sources are skipped. Each element is summed in the order of `raw`, as
+    0 + w1 x s1 + w2 x s2 + ..., exactly as one whole-row pass per source would. Without
+    parts, a source's items that add exactly 0 (not retrieved, or at the row's minimum) are
+    skipped: x + 0 = x, and the sum is never -0 (it starts at +0).
+    """
     m, n = seen.shape
     merged = np.zeros((m, n))
-    contrib: dict[str, np.ndarray] = {}
-    for name, s in raw.items():
-        w = float(weights.get(name, 0.0))
-        if w:
-            contrib[name] = w * normalise(s, seen)
-            merged += contrib[name]
+    active = {
+        name: (float(weights.get(name, 0.0)), np.broadcast_to(s, (m, n)))
+        for name, s in raw.items()
+        if float(weights.get(name, 0.0))
+    }
+    parts = {name: np.empty((m, n)) for name in active} if keep_parts else {}
+    ranges: dict[str, tuple[float, np.ndarray, np.ndarray, bool]] = {}
+    with np.errstate(all="ignore"):
+        for name, (w, s) in active.items():
+            lo, hi, has_inf = _ranges(s, seen)
+            ranges[name] = (w, lo, hi, has_inf)
+            if not keep_parts and m == 1 and n >= SPARSE_MIN_ITEMS:
+                row = s[0]
+                sample = row[:: max(1, n // 4096)]
+                if np.mean(np.isfinite(sample) & (sample != lo[0, 0])) <= SPARSE_SHARE:
+                    live = np.flatnonzero(np.isfinite(row) & (row != lo[0, 0]))
+                    # seen items among them get -inf below, like every seen item
+                    part = _scaled(row[live][None, :], None, lo, hi, has_inf)
+                    part *= w
+                    merged[0, live] += part[0]
+                    continue
+            for a in range(0, n, BLOCK):
+                blk = slice(a, a + BLOCK)
+                # seen items need no 0 here: `merged[seen] = -inf` below overwrites them
+                sn = seen[:, blk] if keep_parts else None
+                part = _scaled(s[:, blk], sn, lo, hi, has_inf)
+                part *= w  # = w x normalised, as before
+                if keep_parts:
+                    parts[name][:, blk] = part
+                merged[:, blk] += part
     merged[seen] = -np.inf
-    return merged, contrib
+    return merged, parts, ranges
 
 
 def space_weights(
