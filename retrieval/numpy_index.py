@@ -26,7 +26,12 @@ class NumpyIndex:
         return space in self._ids
 
     def get(
-        self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
+        self,
+        space: str,
+        ids: Sequence[str] | None = None,
+        *,
+        include_vectors: bool = True,
+        include_metadata: bool = True,
     ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
         if space not in self._ids:
             return [], np.zeros((0, 0), np.float32), []

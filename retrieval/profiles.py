@@ -28,7 +28,12 @@ class ItemIndex(Protocol):
     def has(self, space: str) -> bool: ...
 
     def get(
-        self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
+        self,
+        space: str,
+        ids: Sequence[str] | None = None,
+        *,
+        include_vectors: bool = True,
+        include_metadata: bool = True,
     ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]: ...
 
     def query(
@@ -146,7 +151,7 @@ def build_profile(
     for space in spaces:
         if not index.has(space):
             continue
-        got_ids, vecs, _ = index.get(space, list(wmap))
+        got_ids, vecs, _ = index.get(space, list(wmap), include_metadata=False)
         if len(got_ids) == 0:
             continue
         raw, norm = profile_vector(vecs, np.array([wmap[i] for i in got_ids], np.float32))

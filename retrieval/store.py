@@ -273,12 +273,21 @@ class VectorStore:
             return UPSERT_BATCH
 
     def get(
-        self, space: str, ids: Sequence[str] | None = None, *, include_vectors: bool = True
+        self,
+        space: str,
+        ids: Sequence[str] | None = None,
+        *,
+        include_vectors: bool = True,
+        include_metadata: bool = True,
     ) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
-        """Stored ids, `(n, dim)` float32 vectors (empty if not requested) and metadatas."""
+        """Stored ids, `(n, dim)` float32 vectors (empty if not requested) and metadatas
+        (empty dicts with `include_metadata=False`: a profile needs only the vectors, and
+        reading 200 rows of metadata doubled its cost at 1M items; docs/scale.md)."""
         if not self.has(space):
             return [], np.zeros((0, 0), np.float32), []
-        include = ["metadatas", "embeddings"] if include_vectors else ["metadatas"]
+        include = (["metadatas"] if include_metadata else []) + (
+            ["embeddings"] if include_vectors else []
+        )
         res = self.collection(space).get(
             ids=list(ids) if ids is not None else None, include=include
         )
@@ -288,7 +297,8 @@ class VectorStore:
             if vecs is not None and len(vecs)
             else np.zeros((0, 0), np.float32)
         )
-        return list(res["ids"]), arr, [dict(m or {}) for m in res["metadatas"]]
+        metas = res.get("metadatas") if include_metadata else None
+        return list(res["ids"]), arr, [dict(m or {}) for m in metas or [None] * len(res["ids"])]
 
     def query(
         self,

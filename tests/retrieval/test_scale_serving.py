@@ -320,3 +320,30 @@ def test_auto_keeps_256_for_small_collections_and_bad_values_are_refused(tmp_pat
     for bad in ("fast", 0, -5, 2.5):
         with pytest.raises(StoreError, match="search_ef"):
             VectorStore.open(tmp_path / "b", search_ef=bad)  # type: ignore[arg-type]
+
+
+def test_a_profile_reads_vectors_without_metadata(tmp_path: Path) -> None:
+    """Profiles need only vectors: the store is asked for no metadata (half a 1M request's
+    profile time), and the profile equals the one built from a metadata read."""
+    from retrieval.profiles import History, build_profile
+
+    store = VectorStore.open(tmp_path / "p")
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(4, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    store.upsert("text", ["a", "b", "c", "d"], vecs, [{"title": t} for t in "ABCD"])
+    ids, got, metas = store.get("text", ["b", "a"], include_metadata=False)
+    assert sorted(ids) == ["a", "b"] and metas == [{}, {}] and got.shape == (2, 8)
+    assert store.get("text", ["a"])[2][0]["title"] == "A"  # the default still reads it
+    calls: list[dict] = []
+    real = store.get
+
+    def spy(*a, **k):  # type: ignore[no-untyped-def]
+        calls.append(k)
+        return real(*a, **k)
+
+    store.get = spy  # type: ignore[method-assign]
+    profile = build_profile(History(["a", "b"]), store, half_life=None, like_threshold=None)["text"]
+    assert calls and all(k.get("include_metadata") is False for k in calls)
+    expected = vecs[0] + vecs[1]
+    np.testing.assert_allclose(profile, expected / np.linalg.norm(expected), rtol=1e-5)
