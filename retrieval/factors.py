@@ -100,7 +100,15 @@ class MatrixFactorization(ItemScorer):
         self.user_factors = np.ascontiguousarray(self.user_factors, dtype=np.float32)
         self.n_items = ui.shape[1]
         self._yty = None
+        self._gram()  # here, not in the first request (1 s at 1M items; docs/scale.md)
         return self
+
+    def _gram(self) -> np.ndarray:
+        """YᵀY of the item factors in float64, computed once per set of factors."""
+        if self._yty is None:
+            y64 = self._item_side().astype(np.float64)
+            self._yty = y64.T @ y64
+        return self._yty
 
     def _item_side(self) -> np.ndarray:
         y = self.item_factors
@@ -110,9 +118,7 @@ class MatrixFactorization(ItemScorer):
         """Fold each history row into a user vector: `(rows, factors)` float32 (see class doc)."""
         ui = self._check(user_items)
         y = self._item_side()  # float32, never copied whole: per user only its history rows
-        if self._yty is None:
-            y64 = y.astype(np.float64)
-            self._yty = y64.T @ y64
+        yty = self._gram()
         f = y.shape[1]
         out = np.zeros((ui.shape[0], f), np.float64)
         for r in range(ui.shape[0]):
@@ -124,7 +130,7 @@ class MatrixFactorization(ItemScorer):
             yi = y[ui.indices[lo:hi][pos]].astype(np.float64)
             c = self.confidence_offset + self.alpha * w[pos]
             reg = self.regularization * (int(pos.sum()) if self.scale_reg else 1)
-            a = self._yty + (yi.T * (c - 1.0)) @ yi + reg * np.eye(f)
+            a = yty + (yi.T * (c - 1.0)) @ yi + reg * np.eye(f)
             out[r] = np.linalg.solve(a, yi.T @ c)
         return out.astype(np.float32)
 
