@@ -51,8 +51,8 @@ test: setup setup-system setup-media  ## the default test run (CI): layering con
 test-slow: setup setup-system setup-llm  ## tests that need the 1.5B LLM
 	$(BIN)/python -m pytest -q -m slow
 
-screenshots: setup setup-system setup-media  ## re-take docs/screenshots/ with the browser tests
-	FUSIONREC_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browser_media.py
+screenshots: setup setup-system setup-media setup-llm  ## re-take docs/screenshots/ with the browser tests (the LLM one too)
+	FUSIONREC_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q -m "slow or not slow" tests/test_browser.py tests/test_browser_media.py
 
 demo: setup setup-llm  ## build the demo catalogue, ingest it, serve the app on 127.0.0.1
 	$(BIN)/fusionrec demo --dir $(DEMO_DIR)

@@ -18,6 +18,7 @@ Screenshots go to a temp folder, or to $FUSIONREC_SCREENSHOTS (`make screenshots
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from agent.llm import weights as llm_weights
 from tests.test_browser import (
     CHROME_ARGS,
     CHROMIUM,
@@ -84,7 +86,14 @@ def select_rows(rows: list[Any]) -> list[Any]:
     return list(kept.values())
 
 
-def build_media_store(root: Path, encoders: object) -> tuple[Path, dict[str, Any]]:
+NO_LLM = '[llm]\nreranker = "identity"\nexplain = false\n'
+# the packaged 1.5B as the demo runs it: chat re-rank at the default chat_alpha, explanations
+WITH_LLM = '[llm]\nmodel = "qwen2.5-coder-1.5b"\nbackend = "llama.cpp"\nnum_threads = 2\n'
+
+
+def build_media_store(
+    root: Path, encoders: object, llm: str = NO_LLM
+) -> tuple[Path, dict[str, Any]]:
     """Build and ingest the small media demo; returns its config and per-id store labels."""
     from agent.explain.evidence import labels_from_metadata
     from retrieval.config import FusionrecConfig
@@ -97,10 +106,7 @@ def build_media_store(root: Path, encoders: object) -> tuple[Path, dict[str, Any
     report = build_media_catalogue(root, select=select_rows)
     t1 = time.perf_counter()
     cfg_path = root / "fusionrec.toml"
-    cfg_path.write_text(
-        media_config_text(root) + "\n[encoders]\nnum_threads = 1\n\n"
-        '[llm]\nreranker = "identity"\nexplain = false\n'
-    )
+    cfg_path.write_text(media_config_text(root) + "\n[encoders]\nnum_threads = 1\n\n" + llm)
     store = VectorStore.from_config(FusionrecConfig.from_toml(cfg_path))
     ingest = ingest_catalogue(root / "catalogue.jsonl", store, encoders)
     assert ingest.added == report.items, ingest.to_dict()
@@ -121,12 +127,18 @@ def build_media_store(root: Path, encoders: object) -> tuple[Path, dict[str, Any
 def media_app(
     tmp_path_factory: pytest.TempPathFactory, encoders: object
 ) -> Iterator[dict[str, Any]]:
+    yield from _media_app(tmp_path_factory, encoders, NO_LLM)
+
+
+def _media_app(
+    tmp_path_factory: pytest.TempPathFactory, encoders: object, llm: str
+) -> Iterator[dict[str, Any]]:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium (make setup-system)")
     if not _media_cache_ready():
         pytest.skip("needs the media packages in the cache (make setup-media)")
     root = tmp_path_factory.mktemp("media-browser")
-    cfg, info = build_media_store(root, encoders)
+    cfg, info = build_media_store(root, encoders, llm)
     port = free_port()
     proc = serve(cfg, port, root / "app.log")
     info["url"] = f"http://127.0.0.1:{port}/"
@@ -175,10 +187,14 @@ def _has_picture(page: Any, n: int) -> bool:
 
 
 def test_three_journeys_on_the_media_demo(media_app: dict[str, Any], tmp_path: Path) -> None:
+    _in_browser(media_app, tmp_path, _journeys)
+
+
+def _in_browser(info: dict[str, Any], tmp_path: Path, journeys: Any) -> None:
+    """Run `journeys(page, info, shot)` in headless Chromium; a failure saves the page."""
     from playwright.sync_api import sync_playwright
 
     _slow_machine_timeouts()
-    info = media_app
     shots_dir = Path(os.environ.get("FUSIONREC_SCREENSHOTS") or tmp_path / "screenshots")
     shots_dir.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
@@ -190,7 +206,7 @@ def test_three_journeys_on_the_media_demo(media_app: dict[str, Any], tmp_path: P
             page.screenshot(path=str(shots_dir / name), full_page=True)
 
         try:
-            _journeys(page, info, shot)
+            journeys(page, info, shot)
         except Exception as e:  # a failure says what the page and the app showed
             fail = tmp_path / "failure.png"
             page.screenshot(path=str(fail), full_page=True)
@@ -198,6 +214,49 @@ def test_three_journeys_on_the_media_demo(media_app: dict[str, Any], tmp_path: P
             raise AssertionError(f"{e}\n(page: {fail})\napp.log tail:\n{log}") from e
         finally:
             browser.close()
+
+
+HAS_QWEN = all(
+    importlib.util.find_spec(p) for p in llm_weights.PACKAGED["qwen2.5-coder-1.5b"].packages
+)
+
+
+@pytest.fixture(scope="module")
+def media_app_llm(
+    tmp_path_factory: pytest.TempPathFactory, encoders: object
+) -> Iterator[dict[str, Any]]:
+    yield from _media_app(tmp_path_factory, encoders, WITH_LLM)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_QWEN, reason="1.5B weights not installed (make setup-llm)")
+def test_the_llm_at_work_on_the_media_demo(media_app_llm: dict[str, Any], tmp_path: Path) -> None:
+    """With the packaged 1.5B: the calm request's cards say the LLM re-ranked them (or why it
+    could not, within its time budget), and the Why is the LLM's text about what was heard."""
+    _in_browser(media_app_llm, tmp_path, _llm_journey)
+
+
+def _llm_journey(page: Any, info: dict[str, Any], shot: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(info["url"])
+    expect(page.locator("#fr-status")).to_contain_text("Chatting as")
+    _pick_user(page, "listener")
+    _ask(page, "something calm to listen to while I read")  # loads the model: may hit the budget
+    _ask(page, "something calm and gentle to listen to")  # the model is warm now
+    header = page.locator("#fr-header").inner_text()
+    assert "re-ranked by the LLM" in header, header
+    expect(page.locator("#card-text-0")).to_contain_text("re-ranked by the LLM")
+    loud = [t for t in _card_titles(page) if labels_of(info, t, "mood") == "energetic"]
+    assert not loud, f"a calm request got tracks filed under energetic: {loud}"
+    page.locator("#why-0").click()
+    expect(page.locator("#fr-why-evidence")).to_contain_text("What the encoders saw")
+    expect(page.locator("#fr-why-text")).not_to_be_empty()
+    evidence = page.locator("#fr-why-evidence").inner_text()
+    # the model wrote it (or wrote one the check refused, which the panel says): it ran
+    assert "written by the LLM" in evidence or "LLM text rejected" in evidence, evidence[:400]
+    page.locator("#fr-why").scroll_into_view_if_needed()
+    shot("media-04-llm-rerank-why.png")
 
 
 def _journeys(page: Any, info: dict[str, Any], shot: Any) -> None:

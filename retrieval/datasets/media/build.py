@@ -34,7 +34,7 @@ from retrieval.errors import FusionrecError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-CONVERTER_VERSION = "2"  # bump when conversion changes, to redo cached media
+CONVERTER_VERSION = "3"  # bump when conversion changes, to redo cached media (3: silence)
 MAX_IMAGE_SIDE = 512  # longest side of a converted image (pixels)
 MUSIC_EXCERPT_S = 60.0  # music longer than MUSIC_KEEP_WHOLE_S is cut to this long an excerpt
 MUSIC_KEEP_WHOLE_S = 75.0
@@ -124,9 +124,14 @@ def convert_audio(blob: MediaBlob, dest_stem: Path, *, music: bool) -> tuple[Pat
     import soundfile as sf
     from scipy.signal import resample_poly
 
+    from retrieval.encoders.audio import SILENCE_PEAK
     from retrieval.encoders.audio_features import measure
 
     data, rate = _decode(blob)
+    # a package's placeholder sound (Tux Paint ships four stamps with pure silence) is no
+    # sound to offer: the item keeps its picture, and no silent player is shown
+    if not data.size or float(np.abs(data).max()) < SILENCE_PEAK:
+        raise ValueError("all silent (peak below -80 dBFS)")
     total = data.shape[0] / rate
     start, length = 0.0, MAX_SOUND_S
     if music:

@@ -322,6 +322,28 @@ def test_tempo_of_a_click_track() -> None:
         measure(np.zeros(0), rate)
 
 
+def test_a_silent_placeholder_sound_is_left_out_and_a_real_one_kept(tmp_path: Path) -> None:
+    """Tux Paint ships pure silence for a few stamps: no silent player is offered."""
+    import io
+
+    import soundfile as sf
+
+    from retrieval.datasets.media.build import convert_audio
+    from retrieval.datasets.media.sources import MediaBlob
+
+    def wav(x: np.ndarray) -> MediaBlob:
+        buf = io.BytesIO()
+        sf.write(buf, x.astype(np.float32), 32_000, format="WAV")
+        return MediaBlob(".wav", read=buf.getvalue)
+
+    with pytest.raises(ValueError, match="all silent"):
+        convert_audio(wav(np.zeros(32_000)), tmp_path / "quiet", music=False)
+    assert not (tmp_path / "quiet.ogg").exists()
+    t = np.arange(32_000) / 32_000
+    dest, meta = convert_audio(wav(0.3 * np.sin(2 * np.pi * 440 * t)), tmp_path / "a", music=False)
+    assert dest.is_file() and meta["duration_s"] == pytest.approx(1.0, abs=0.01)
+
+
 # ---------------------------------------------------------------- personas
 
 
