@@ -16,10 +16,13 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -220,25 +223,39 @@ class CandidateGenerator:
             "transitions": (cfg.trans_half_life, cfg.trans_last_n),
         }
         clock = _Clock(timings)
+        tasks: dict[str, Callable[[], np.ndarray]] = {}
+
+        def cf(name: str, hl: float | None, last_n: int | None) -> np.ndarray:
+            s = self.models[name].score(self._weights_matrix(histories, hl, last_n))
+            s[~has_hist] = np.nan
+            return s
+
         for name, (hl, last_n) in cf_inputs.items():
             if name in self.models:
-                with clock(name):
-                    s = self.models[name].score(self._weights_matrix(histories, hl, last_n))
-                    s[~has_hist] = np.nan
-                    out[name] = s
-        with clock("popularity"):
+                tasks[name] = partial(cf, name, hl, last_n)
+
+        def popularity() -> np.ndarray:
             pop = self._popularity_model()
             at = np.array([h.last_time or pop.latest for h in histories], dtype=np.int64)
-            out["popularity"] = pop.at(at)
+            return pop.at(at)
+
+        tasks["popularity"] = popularity
         excl = [h.seen for h in histories]
         for space in self.content_spaces:
             if self.index.has(space):
-                with clock(f"content-{space}"):
-                    out[f"content-{space}"] = self._content_scores(space, histories, excl)
+                tasks[f"content-{space}"] = partial(self._content_scores, space, histories, excl)
         if queries is not None and any(queries):
-            with clock("query"):
-                out["query"] = self._query_scores(queries, excl)
-        return out
+            tasks["query"] = partial(self._query_scores, queries, excl)
+        if self.n_items < cfg.parallel_min_items:
+            for name, task in tasks.items():
+                with clock(name):
+                    out[name] = task()
+            return out
+        # a large catalogue: the sources are independent, and numpy, BLAS and Chroma release
+        # the GIL in their loops, so two threads overlap them (docs/scale.md). `out` keeps
+        # the sources' order: the merge adds them in that order, bit for bit as before
+        futures = {name: _POOL.submit(clock.timed, name, task) for name, task in tasks.items()}
+        return {name: f.result() for name, f in futures.items()}
 
     def _content_scores(
         self, space: str, histories: Sequence[History], excl: Sequence[set[str]]
@@ -345,11 +362,27 @@ class CandidateGenerator:
         return out
 
 
+# threads that score one request's sources at once on a large catalogue (2: this project's
+# reference machine has 2 cores; more threads than cores only add switching)
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fusionrec-sources")
+
+
 class _Clock:
     """Adds the seconds spent in `with clock(name):` blocks to a dict (no-op without one)."""
 
     def __init__(self, sink: dict[str, float] | None) -> None:
         self.sink = sink
+        self._lock = threading.Lock()
+
+    def timed(self, name: str, task: Callable[[], np.ndarray]) -> np.ndarray:
+        """`task()`, its seconds added under `name` (safe from several threads)."""
+        t0 = time.perf_counter()
+        try:
+            return task()
+        finally:
+            if self.sink is not None:
+                with self._lock:
+                    self.sink[name] = self.sink.get(name, 0.0) + time.perf_counter() - t0
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:

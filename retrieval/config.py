@@ -89,6 +89,10 @@ class HybridConfig:
     # 2000 cuts that to 16 ms there and is a no-op on catalogues of <= 2,001 items such as
     # ML-100K (a row cannot be longer). 0 = no cap. docs/scale.md, round 3
     knn_max_row: int = 2000
+    # from this many items a request's sources are scored in 2 threads at once (they are
+    # independent; results identical). Below it the hand-off costs more than it saves
+    # (docs/scale.md, round 3)
+    parallel_min_items: int = 100_000
     knn_shrink: float = 10.0  # ItemKNN similarity shrinkage
     knn_half_life: float = 3.0  # ItemKNN history recency half-life (items)
     trans_window: int = 10  # steps ahead that count as "next" when fitting transitions

@@ -268,6 +268,35 @@ def test_generate_reports_the_merge_scores_and_parts() -> None:
         assert c.contributions == {k: p[0, j] for k, p in parts.items() if p[0, j] != 0.0}
 
 
+def test_sources_scored_in_threads_give_the_same_list_and_timings() -> None:
+    """A large catalogue scores its sources in two threads: same scores, same order of
+    sources (the merge adds them in that order), same candidates, a time per source."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    ids = [f"i{i}" for i in range(60)]
+    v = rng.standard_normal((60, 8)).astype(np.float32)
+    index = NumpyIndex({"text": (ids, v / np.linalg.norm(v, axis=1)[:, None])})
+    rows = [
+        {"user_id": u, "item_id": f"i{i}", "timestamp": 86400 * (u + k)}
+        for u in range(50)
+        for k, i in enumerate(rng.choice(60, size=8, replace=False))
+    ]
+    serial = CandidateGenerator(index, config=HybridConfig(knn_k=5)).fit(pd.DataFrame(rows), ids)
+    threaded = serial.with_index(index)
+    threaded.config = dataclasses.replace(serial.config, parallel_min_items=0)
+    h = History(["i3", "i5", "i7", "i9"], None, [86400 * k for k in (2, 4, 6, 8)])
+    a = serial.score_sources([h])
+    timings: dict[str, float] = {}
+    b = threaded.score_sources([h], timings=timings)
+    assert list(a) == list(b) and set(timings) == set(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert [(c.item_id, c.score) for c in serial.generate(h, n=10)] == [
+        (c.item_id, c.score) for c in threaded.generate(h, n=10)
+    ]
+
+
 # ---------------------------------------------------------------- HNSW search_ef "auto"
 
 
