@@ -348,7 +348,10 @@ class CandidateGenerator:
         if not len(h) and not query:
             weights = {"popularity": 1.0}
         # parts for the top n only: no 1M-wide array per source (docs/scale.md, round 3)
-        best = merge_top(raw, seen, weights, n or self.config.n_candidates)
+        big = self.n_items >= self.config.parallel_min_items  # both halves at once
+        best = merge_top(
+            raw, seen, weights, n or self.config.n_candidates, pool=_POOL if big else None
+        )
         keep = best.ids[0] >= 0
         top = best.ids[0][keep]
         scores = best.scores[0][keep].tolist()

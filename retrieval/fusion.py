@@ -15,6 +15,7 @@ w_m * a_h * (v_m(h) . v_m) / ||sum_h a_h v_m(h)||. Those terms are what explanat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,22 +216,43 @@ class TopMerge:
 
 
 def merge_top(
-    raw: Mapping[str, np.ndarray], seen: np.ndarray, weights: Mapping[str, float], k: int
+    raw: Mapping[str, np.ndarray],
+    seen: np.ndarray,
+    weights: Mapping[str, float],
+    k: int,
+    *,
+    pool: Executor | None = None,
 ) -> TopMerge:
     """`merge_scores` followed by `top_k`, with the parts computed for the top k only.
 
     Same ids, scores and parts (bit for bit) as `merge_scores` then `top_k`, without a
     `(m, n)` float64 array per source: at 1M items that was most of the merge (docs/scale.md).
+    With a `pool`, one request on a large catalogue is merged and cut in two column halves
+    at once; every element still sums its sources in the same order, and the top k of the
+    two halves' top k is the top k (ties at the cut: see `retrieval.cf.top_k`).
     """
     from retrieval.cf import top_k  # cf never imports fusion: no cycle
 
-    merged, _, ranges = _merge(raw, seen, weights, keep_parts=False)
-    ids, _ = top_k(merged, k)
+    m, n = seen.shape
+    halves = _halves(n) if pool is not None and m == 1 else None
+    merged, _, ranges = _merge(raw, seen, weights, keep_parts=False, pool=pool, halves=halves)
+    if halves is None or pool is None:
+        ids, _ = top_k(merged, k)
+    else:
+
+        def best(cols: slice) -> np.ndarray:
+            got, _ = top_k(merged[:, cols], k)
+            return got[got >= 0] + cols.start
+
+        cand = np.concatenate(list(pool.map(best, halves)))
+        ids = np.full((1, min(k, n)), -1, np.int64)
+        if len(cand):
+            sub, _ = top_k(merged[:, cand], k)
+            ids[0, : sub.shape[1]] = np.where(sub[0] >= 0, cand[np.maximum(sub[0], 0)], -1)
     cols = np.maximum(ids, 0)
     pad = ids < 0
     scores = np.take_along_axis(merged, cols, axis=1)
     scores[pad] = -np.inf
-    m, n = seen.shape
     parts = {}
     with np.errstate(all="ignore"):
         for name, (w, lo, hi, has_inf) in ranges.items():
@@ -247,12 +269,22 @@ SPARSE_SHARE = 0.1
 SPARSE_MIN_ITEMS = 1 << 16  # ... on catalogues at least this large (one block)
 
 
+def _halves(n: int) -> list[slice] | None:
+    """Two column ranges split at a block boundary, for catalogues of at least 4 blocks."""
+    if n < 4 * BLOCK:
+        return None
+    mid = (n // 2 // BLOCK) * BLOCK
+    return [slice(0, mid), slice(mid, n)]
+
+
 def _merge(
     raw: Mapping[str, np.ndarray],
     seen: np.ndarray,
     weights: Mapping[str, float],
     *,
     keep_parts: bool,
+    pool: Executor | None = None,
+    halves: list[slice] | None = None,
 ) -> tuple[
     np.ndarray, dict[str, np.ndarray], dict[str, tuple[float, np.ndarray, np.ndarray, bool]]
 ]:
@@ -262,7 +294,8 @@ def _merge(
     Zero-weight sources are skipped. Each element is summed in the order of `raw`, as
     0 + w1 x s1 + w2 x s2 + ..., exactly as one whole-row pass per source would. Without
     parts, a source's items that add exactly 0 (not retrieved, or at the row's minimum) are
-    skipped: x + 0 = x, and the sum is never -0 (it starts at +0).
+    skipped: x + 0 = x, and the sum is never -0 (it starts at +0). With a `pool` and
+    `halves`, the halves' columns are summed in two threads (disjoint columns, same order).
     """
     m, n = seen.shape
     merged = np.zeros((m, n))
@@ -272,30 +305,49 @@ def _merge(
         if float(weights.get(name, 0.0))
     }
     parts = {name: np.empty((m, n)) for name in active} if keep_parts else {}
-    ranges: dict[str, tuple[float, np.ndarray, np.ndarray, bool]] = {}
-    with np.errstate(all="ignore"):
-        for name, (w, s) in active.items():
+
+    def source_range(name: str) -> tuple[tuple[float, np.ndarray, np.ndarray, bool], bool]:
+        """A source's (weight, lo, hi, has_inf), and whether it is merged on its few items."""
+        w, s = active[name]
+        with np.errstate(all="ignore"):
             lo, hi, has_inf = _ranges(s, seen)
-            ranges[name] = (w, lo, hi, has_inf)
+            few = False
             if not keep_parts and m == 1 and n >= SPARSE_MIN_ITEMS:
-                row = s[0]
-                sample = row[:: max(1, n // 4096)]
-                if np.mean(np.isfinite(sample) & (sample != lo[0, 0])) <= SPARSE_SHARE:
+                sample = s[0][:: max(1, n // 4096)]
+                few = bool(np.mean(np.isfinite(sample) & (sample != lo[0, 0])) <= SPARSE_SHARE)
+        return (w, lo, hi, has_inf), few
+
+    # each source's range is its own: with a pool, two are taken at once
+    got = list((pool.map if pool is not None and halves else map)(source_range, active))
+    ranges = {name: r for name, (r, _) in zip(active, got, strict=True)}
+    sparse = {name: few for name, (_, few) in zip(active, got, strict=True)}
+
+    def run(cols: slice) -> None:
+        with np.errstate(all="ignore"):
+            for name, (w, s) in active.items():
+                _, lo, hi, has_inf = ranges[name]
+                if sparse[name]:
+                    row = s[0, cols]
                     live = np.flatnonzero(np.isfinite(row) & (row != lo[0, 0]))
                     # seen items among them get -inf below, like every seen item
                     part = _scaled(row[live][None, :], None, lo, hi, has_inf)
                     part *= w
-                    merged[0, live] += part[0]
+                    merged[0, live + cols.start] += part[0]
                     continue
-            for a in range(0, n, BLOCK):
-                blk = slice(a, a + BLOCK)
-                # seen items need no 0 here: `merged[seen] = -inf` below overwrites them
-                sn = seen[:, blk] if keep_parts else None
-                part = _scaled(s[:, blk], sn, lo, hi, has_inf)
-                part *= w  # = w x normalised, as before
-                if keep_parts:
-                    parts[name][:, blk] = part
-                merged[:, blk] += part
+                for a in range(cols.start, cols.stop, BLOCK):
+                    blk = slice(a, min(a + BLOCK, cols.stop))
+                    # seen items need no 0 here: `merged[seen] = -inf` below overwrites them
+                    sn = seen[:, blk] if keep_parts else None
+                    part = _scaled(s[:, blk], sn, lo, hi, has_inf)
+                    part *= w  # = w x normalised, as before
+                    if keep_parts:
+                        parts[name][:, blk] = part
+                    merged[:, blk] += part
+
+    if pool is not None and halves:
+        list(pool.map(run, halves))
+    else:
+        run(slice(0, n))
     merged[seen] = -np.inf
     return merged, parts, ranges
 

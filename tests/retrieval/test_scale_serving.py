@@ -205,6 +205,34 @@ def test_sparse_sources_merge_on_their_few_items_bit_for_bit(monkeypatch) -> Non
             assert np.array_equal(best.ids, top_k(want, 10)[0])
 
 
+def test_merging_in_two_threads_is_bit_identical(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """One request on a large catalogue, merged and cut in two column halves at once: the
+    same ids, scores and parts as one thread (sources summed in the same order)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(fusion, "SPARSE_MIN_ITEMS", 1)
+    monkeypatch.setattr(fusion, "BLOCK", 32)
+    rng = np.random.default_rng(9)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for n in (100, 129, 1000, 5000):  # under 4 blocks (one thread) and over
+            for _ in range(10):
+                dense = rng.random((1, n), dtype=np.float32) - 0.5  # no ties at the cut
+                few = np.zeros((1, n), np.float32)
+                few[0, rng.integers(0, n, max(1, n // 50))] = rng.random(max(1, n // 50))
+                part = np.full((1, n), np.nan, np.float32)
+                part[0, rng.integers(0, n, max(1, n // 40))] = rng.random(max(1, n // 40))
+                raw = {"dense": dense, "few": few, "pool": part}
+                seen = rng.random((1, n)) < 0.1
+                weights = {"dense": 1.0, "few": 0.3, "pool": 0.7}
+                for k in (1, 10, n + 5):
+                    one = merge_top(raw, seen, weights, k)
+                    two = merge_top(raw, seen, weights, k, pool=pool)
+                    assert np.array_equal(one.ids, two.ids), (n, k)
+                    assert np.array_equal(one.scores, two.scores)
+                    for name, p in one.parts.items():
+                        assert np.array_equal(p, two.parts[name])
+
+
 def test_one_requests_ranges_skip_seen_extremes_and_inf(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The quick min/max of one row gives way to the masked one whenever they could differ."""
     monkeypatch.setattr(fusion, "SPARSE_MIN_ITEMS", 1)
