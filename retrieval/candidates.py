@@ -19,7 +19,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -143,6 +143,11 @@ class CandidateGenerator:
             self._popularity = pop
         return pop
 
+    def _pool(self) -> Executor | None:
+        """The threads one request's work is split over on a large catalogue
+        (`config.parallel_min_items`); None (one thread) below it."""
+        return _POOL if self.n_items >= self.config.parallel_min_items else None
+
     def with_index(self, index: ItemIndex) -> CandidateGenerator:
         """A generator sharing this one's fitted models but reading vectors from `index`."""
         other = copy.copy(self)
@@ -246,7 +251,8 @@ class CandidateGenerator:
                 tasks[f"content-{space}"] = partial(self._content_scores, space, histories, excl)
         if queries is not None and any(queries):
             tasks["query"] = partial(self._query_scores, queries, excl)
-        if self.n_items < cfg.parallel_min_items:
+        pool = self._pool()
+        if pool is None:
             for name, task in tasks.items():
                 with clock(name):
                     out[name] = task()
@@ -254,7 +260,7 @@ class CandidateGenerator:
         # a large catalogue: the sources are independent, and numpy, BLAS and Chroma release
         # the GIL in their loops, so two threads overlap them (docs/scale.md). `out` keeps
         # the sources' order: the merge adds them in that order, bit for bit as before
-        futures = {name: _POOL.submit(clock.timed, name, task) for name, task in tasks.items()}
+        futures = {name: pool.submit(clock.timed, name, task) for name, task in tasks.items()}
         return {name: f.result() for name, f in futures.items()}
 
     def _content_scores(
@@ -348,10 +354,7 @@ class CandidateGenerator:
         if not len(h) and not query:
             weights = {"popularity": 1.0}
         # parts for the top n only: no 1M-wide array per source (docs/scale.md, round 3)
-        big = self.n_items >= self.config.parallel_min_items  # both halves at once
-        best = merge_top(
-            raw, seen, weights, n or self.config.n_candidates, pool=_POOL if big else None
-        )
+        best = merge_top(raw, seen, weights, n or self.config.n_candidates, pool=self._pool())
         keep = best.ids[0] >= 0
         top = best.ids[0][keep]
         scores = best.scores[0][keep].tolist()
@@ -378,14 +381,9 @@ class _Clock:
         self._lock = threading.Lock()
 
     def timed(self, name: str, task: Callable[[], np.ndarray]) -> np.ndarray:
-        """`task()`, its seconds added under `name` (safe from several threads)."""
-        t0 = time.perf_counter()
-        try:
+        """`task()` inside `with self(name):` (for a thread pool)."""
+        with self(name):
             return task()
-        finally:
-            if self.sink is not None:
-                with self._lock:
-                    self.sink[name] = self.sink.get(name, 0.0) + time.perf_counter() - t0
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
@@ -394,4 +392,5 @@ class _Clock:
             yield
         finally:
             if self.sink is not None:
-                self.sink[name] = self.sink.get(name, 0.0) + time.perf_counter() - t0
+                with self._lock:  # sources may be timed from several threads
+                    self.sink[name] = self.sink.get(name, 0.0) + time.perf_counter() - t0

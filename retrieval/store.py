@@ -297,8 +297,8 @@ class VectorStore:
             if vecs is not None and len(vecs)
             else np.zeros((0, 0), np.float32)
         )
-        metas = res.get("metadatas") if include_metadata else None
-        return list(res["ids"]), arr, [dict(m or {}) for m in metas or [None] * len(res["ids"])]
+        metas = res.get("metadatas") or [None] * len(res["ids"])  # None when not included
+        return list(res["ids"]), arr, [dict(m or {}) for m in metas]
 
     def query(
         self,

@@ -119,17 +119,25 @@ def mood_scores(
         return None
     out = np.zeros(len(items), dtype=np.float64)
     for feature, w in weights.items():
-        have = np.asarray([feature in r for r in rows])
-        if have.sum() < 2 or w == 0.0:
-            continue
-        vals = np.asarray([r[feature] for r in rows if feature in r], dtype=np.float64)
-        sd = vals.std()
-        if sd <= 1e-12:
-            continue
-        z = np.zeros(len(items))
-        z[have] = (vals - vals.mean()) / sd
-        out += w * z
+        z = _zscored(rows, feature) if w != 0.0 else None
+        if z is not None:
+            out += w * z
     return out
+
+
+def _zscored(rows: Sequence[Mapping[str, float]], feature: str) -> np.ndarray | None:
+    """`feature` z-scored over the rows that measured it, 0 for the others; None when fewer
+    than two rows measured it or all of them measured the same value."""
+    have = np.asarray([feature in r for r in rows])
+    if have.sum() < 2:
+        return None
+    vals = np.asarray([r[feature] for r in rows if feature in r], dtype=np.float64)
+    sd = vals.std()
+    if sd <= 1e-12:
+        return None
+    z = np.zeros(len(rows))
+    z[have] = (vals - vals.mean()) / sd
+    return z
 
 
 def taste_scores(
@@ -156,11 +164,9 @@ def taste_scores(
     features = sorted({f for r in rows for f in r})
     z = np.zeros((len(pool), len(features)))
     for j, feature in enumerate(features):
-        have = np.asarray([feature in r for r in rows])
-        vals = np.asarray([r[feature] for r in rows if feature in r], dtype=np.float64)
-        sd = vals.std()
-        if have.sum() >= 2 and sd > 1e-12:
-            z[have, j] = (vals - vals.mean()) / sd
+        col = _zscored(rows, feature)
+        if col is not None:
+            z[:, j] = col
     was = np.asarray([bool(r) for r in rows])
     likes = z[n : n + n_liked][was[n : n + n_liked]]
     taste = likes.mean(0)
